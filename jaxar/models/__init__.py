@@ -1,0 +1,11 @@
+"""Autoregressive models, registered by name.
+
+``jaxar.models.create(name, **hparams)`` returns an :class:`AutoregressiveModel`; see
+:mod:`jaxar.models.base` for the contract. Importing this package registers every family.
+"""
+
+from jaxar.models import pixelcnn  # noqa: F401  (registers "pixelcnn")
+from jaxar.models.base import AutoregressiveModel
+from jaxar.models.registry import create, hparam_names, names, register
+
+__all__ = ["AutoregressiveModel", "create", "hparam_names", "names", "register"]

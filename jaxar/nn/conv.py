@@ -1,0 +1,116 @@
+"""Masked 2-D convolutions with a full-image path and a single-position decode path.
+
+The full path is an ordinary SAME convolution whose kernel is multiplied by a fixed 0/1 mask
+(:func:`jaxar.nn.masks.conv_mask`). The decode path computes the output at one position
+``(h, w)`` from a ring buffer of the last ``kh // 2 + 1`` input rows kept in the ``cache``
+collection: the rows below the centre are masked out, so they are never stored. Writing the
+input at ``(h, w)`` and reading the ``(kh // 2 + 1) x kw`` window costs ``O(kh * kw * in * out)``,
+independent of the image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+from jaxar.nn.masks import conv_mask
+
+__all__ = ["MaskedConv2D"]
+
+
+class MaskedConv2D(nn.Module):
+    """A masked NHWC convolution (stride 1, SAME padding) for raster-order models.
+
+    Attributes:
+      features: output features.
+      kernel_size: odd ``k`` or ``(kh, kw)``.
+      mask_type: ``"A"`` or ``"B"``; see :func:`jaxar.nn.masks.conv_mask`.
+      color_channels: colour groups the features are split into (1 or 3).
+      dtype: compute dtype; ``param_dtype`` is the dtype the parameters are kept in.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    mask_type: str = "B"
+    color_channels: int = 1
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @property
+    def _ks(self) -> tuple[int, int]:
+        ks = self.kernel_size
+        return (ks, ks) if isinstance(ks, int) else (int(ks[0]), int(ks[1]))
+
+    def _masked_kernel(self, in_features: int) -> jnp.ndarray:
+        mask = conv_mask(self._ks, in_features, self.features, self.mask_type, self.color_channels)
+        kernel = self.param("kernel", self.kernel_init, mask.shape, self.param_dtype)
+        return (kernel * jnp.asarray(mask, self.param_dtype)).astype(self.dtype)
+
+    def _bias(self) -> jnp.ndarray | None:
+        if not self.use_bias:
+            return None
+        return self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, pos=None, width: int | None = None) -> jnp.ndarray:
+        """Full path when ``pos`` is None: ``x`` is ``(B, H, W, in)``, returns ``(B, H, W, out)``.
+
+        Decode path when ``pos = (h, w)`` is given; returns the output at ``(h, w)``, shape
+        ``(B, out)``. Either ``x`` is the input at that position, shape ``(B, in)``: it is
+        written into the row cache (``width``, static, is the image width), positions must be
+        visited in raster order, and revisiting one (a step per colour channel) overwrites it.
+        Or ``x`` is the whole input ``(B, H, W, in)`` as generated so far (the first layer, whose
+        input is the image the sampler carries): the window is read from it and nothing is
+        cached.
+        """
+        kh, kw = self._ks
+        kernel = self._masked_kernel(x.shape[-1])
+        if pos is None:
+            y = lax.conv_general_dilated(
+                x.astype(self.dtype),
+                kernel,
+                window_strides=(1, 1),
+                padding=[(kh // 2, kh // 2), (kw // 2, kw // 2)],
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        else:
+            y = self._decode(x, kernel, pos, width)
+        bias = self._bias()
+        return y if bias is None else y + bias.astype(self.dtype)
+
+    def _decode(self, x, kernel, pos, width):
+        kh, kw = self._ks
+        ch, cw = kh // 2, kw // 2
+        rows = ch + 1  # the rows a masked kernel reads: those above the centre and its own
+        h, w = pos
+        row_ids = h - ch + jnp.arange(rows)
+        if x.ndim == 4:
+            # The whole (partially generated) input is given: read the window from it directly.
+            col_ids = w - cw + jnp.arange(kw)
+            valid = (row_ids >= 0)[:, None] & (col_ids >= 0)[None, :] & (col_ids < x.shape[2])
+            window = jnp.take(x, jnp.clip(row_ids, 0, x.shape[1] - 1), axis=1)
+            window = jnp.take(window, jnp.clip(col_ids, 0, x.shape[2] - 1), axis=2)
+            window = window.astype(self.dtype) * valid.astype(self.dtype)[None, :, :, None]
+            return jnp.einsum("brkc,rkco->bo", window, kernel[:rows])
+        if kh == kw == 1:
+            return x.astype(self.dtype) @ kernel[0, 0]
+        if width is None:
+            raise ValueError("the cached decode path needs the static image width")
+        batch, fin = x.shape
+        buf = self.variable(
+            "cache", "rows", jnp.zeros, (batch, rows, width + 2 * cw, fin), self.dtype
+        )
+        buf.value = lax.dynamic_update_slice(
+            buf.value, x.astype(self.dtype)[:, None, None, :], (0, h % rows, w + cw, 0)
+        )
+        # Rows h-ch..h in order; rows above the image read as zeros (SAME padding).
+        window = lax.dynamic_slice_in_dim(buf.value, w, kw, axis=2)  # (B, rows, kw, in)
+        window = jnp.take(window, row_ids % rows, axis=1)
+        window = window * (row_ids >= 0).astype(self.dtype)[None, :, None, None]
+        return jnp.einsum("brkc,rkco->bo", window, kernel[:rows])
