@@ -1,0 +1,5 @@
+"""Data: random-access sources resolved from a spec, and grain pipelines over them."""
+
+from jaxar.data.sources import ArraySource, DataInfo, load, loader_names, register_loader
+
+__all__ = ["ArraySource", "DataInfo", "load", "loader_names", "register_loader"]
