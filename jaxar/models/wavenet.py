@@ -1,0 +1,395 @@
+"""WaveNet (van den Oord et al. 2016, "WaveNet: A Generative Model for Raw Audio").
+
+A sequence of ``length`` mu-law levels ``x_0 .. x_{T-1}`` (``num_levels`` = 256, mu = 255) is
+modelled as ``prod_t p(x_t | x_<t, cond)``. The input at time ``t`` is the previous sample
+``x_{t-1}`` (a learned start token at ``t = 0``), embedded (equivalent to a 1x1 convolution of
+its one-hot code) to ``residual_channels``; shifting by one makes every layer after it a plain
+causal convolution, so the logits at ``t`` depend on ``x_<t`` only. Then
+``num_cycles * layers_per_cycle`` residual blocks (:class:`jaxar.nn.wavenet.ResidualBlock`) with
+dilations ``1, 2, ..., 2^(layers_per_cycle-1)`` repeated per cycle; their skip outputs are
+summed -> ReLU -> 1x1 -> ReLU -> 1x1 -> logits ``(B, T, num_levels)`` of a categorical.
+
+Conditioning enters every layer before the gate, ``tanh(W_f * x + V_f c) * sigmoid(W_g * x +
+V_g c)``, with one fused projection for all layers:
+
+* global (``num_classes > 0``): a class or speaker label, through a learned embedding;
+* local (``local_features > 0``): a feature sequence such as a log-mel spectrogram with one
+  frame per ``local_hop`` samples, upsampled to the sample rate by repetition
+  (``upsample="repeat"``) or by a learned transposed convolution of stride and width
+  ``local_hop`` (``upsample="transposed"``), then projected per layer.
+
+``cond`` is ``None`` for an unconditional model, else a dict with ``"label"`` (int ``(B,)``) when
+``num_classes > 0`` and ``"features"`` (float ``(B, length // local_hop, local_features)``) when
+``local_features > 0``. A bare label array is accepted for a model with global conditioning
+only. :meth:`WaveNet.cond_from_batch` builds ``cond`` from a data batch.
+
+Fast generation (Paine et al. 2016): the cached sampler runs one time step per scan step, each
+layer reading its past inputs from a queue of ``dilation * (kernel_size - 1)`` entries (see
+:class:`jaxar.nn.wavenet.CausalConv1D`), and the conditioning of that time step is computed
+from its one frame, so each sample costs ``O(layers)`` work whatever the length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxar.distributions import Categorical
+from jaxar.models.base import AutoregressiveModel, _is_concrete
+from jaxar.models.registry import register
+from jaxar.nn.wavenet import ResidualBlock, receptive_field
+
+__all__ = ["UPSAMPLE_MODES", "Upsample", "WaveNet", "WaveNetNet"]
+
+UPSAMPLE_MODES = ("repeat", "transposed")
+
+
+def _split_cond(cond):
+    """``cond`` -> ``(labels or None, features or None)``."""
+    if cond is None:
+        return None, None
+    if isinstance(cond, dict):
+        return cond.get("label"), cond.get("features")
+    return cond, None
+
+
+class Upsample(nn.Module):
+    """Frames ``(B, T', F)`` -> one vector per sample ``(B, T' * hop, channels)``.
+
+    ``"repeat"`` repeats each frame ``hop`` times (``channels`` = F, no parameters).
+    ``"transposed"`` is a transposed convolution with stride = width = ``hop``: sample
+    ``f * hop + p`` is ``frames[f] @ K[p] + b``.
+    """
+
+    hop: int
+    mode: str = "repeat"
+    channels: int = 0
+    dtype: Any = jnp.float32
+
+    def _kernel(self, in_features):
+        k = self.param(
+            "kernel", nn.initializers.lecun_normal(), (self.hop, in_features, self.channels)
+        )
+        b = self.param("bias", nn.initializers.zeros, (self.channels,))
+        return k.astype(self.dtype), b.astype(self.dtype)
+
+    @nn.compact
+    def __call__(self, frames, step=None):
+        """Full path (``step`` None) or the vector of sample ``step`` only, ``(B, channels)``."""
+        frames = frames.astype(self.dtype)
+        batch, num_frames, fin = frames.shape
+        if step is not None:
+            frame = lax.dynamic_index_in_dim(frames, step // self.hop, axis=1, keepdims=False)
+            if self.mode == "repeat":
+                return frame
+            k, b = self._kernel(fin)
+            return frame @ lax.dynamic_index_in_dim(k, step % self.hop, keepdims=False) + b
+        if self.mode == "repeat":
+            return jnp.repeat(frames, self.hop, axis=1)
+        k, b = self._kernel(fin)
+        y = jnp.einsum("bfi,pio->bfpo", frames, k) + b
+        return y.reshape(batch, num_frames * self.hop, self.channels)
+
+
+class WaveNetNet(nn.Module):
+    """The WaveNet network: int ``(B, T)`` (+ cond) -> logits ``(B, T, num_levels)``."""
+
+    num_levels: int
+    dilations: tuple[int, ...]
+    kernel_size: int = 3
+    residual_channels: int = 64
+    gate_channels: int = 128
+    skip_channels: int = 64
+    head_channels: int = 64
+    num_classes: int = 0
+    local_features: int = 0
+    local_hop: int = 1
+    local_channels: int = 0
+    upsample: str = "repeat"
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        cond_width = len(self.dilations) * self.gate_channels
+        # num_levels + 1 rows: the last one is the start token read at t = 0.
+        self.embed = nn.Embed(
+            self.num_levels + 1, self.residual_channels, dtype=self.dtype, name="embed"
+        )
+        self.blocks = [
+            ResidualBlock(
+                self.residual_channels,
+                self.gate_channels,
+                self.skip_channels,
+                self.kernel_size,
+                d,
+                dtype=self.dtype,
+                name=f"block{i}",
+            )
+            for i, d in enumerate(self.dilations)
+        ]
+        if self.num_classes:
+            self.global_proj = nn.Embed(
+                self.num_classes, cond_width, dtype=self.dtype, name="global_proj"
+            )
+        if self.local_features:
+            self.upsampler = Upsample(
+                self.local_hop,
+                self.upsample,
+                self.local_channels,
+                dtype=self.dtype,
+                name="upsample",
+            )
+            self.local_proj = nn.Dense(cond_width, dtype=self.dtype, name="local_proj")
+        self.head_hidden = nn.Dense(self.head_channels, dtype=self.dtype, name="head_hidden")
+        self.head_logits = nn.Dense(self.num_levels, dtype=self.dtype, name="head_logits")
+
+    def _conditioning(self, cond, step):
+        """The summed per-layer conditioning ``(B, [T,] layers * gate)``, or None."""
+        labels, features = _split_cond(cond)
+        c = None
+        if self.num_classes:
+            c = self.global_proj(labels)
+            if step is None:
+                c = c[:, None, :]
+        if self.local_features:
+            lc = self.local_proj(self.upsampler(features, step))
+            c = lc if c is None else c + lc
+        return c
+
+    def _stack(self, h, cond, step):
+        c = self._conditioning(cond, step)
+        g = self.gate_channels
+        skip = None
+        for i, block in enumerate(self.blocks):
+            h, s = block(h, None if c is None else c[..., i * g : (i + 1) * g], step)
+            skip = s if skip is None else skip + s
+        out = self.head_hidden(nn.relu(skip))
+        return self.head_logits(nn.relu(out))
+
+    def __call__(self, x, cond=None, train: bool = False):
+        del train  # no dropout
+        start = jnp.full((x.shape[0], 1), self.num_levels, jnp.int32)
+        prev = jnp.concatenate([start, x[:, :-1].astype(jnp.int32)], axis=1)
+        return self._stack(self.embed(prev), cond, None)
+
+    def step(self, prev, step, cond=None):
+        """Decode path: ``prev`` ``(B,)`` is ``x_{step-1}`` (the start token ``num_levels`` at
+        step 0) -> logits of ``x_step``, ``(B, num_levels)``. Steps go 0, 1, 2, ... in order."""
+        return self._stack(self.embed(prev), cond, step)
+
+
+class WaveNet(AutoregressiveModel):
+    """WaveNet over mu-law audio with exact likelihood, cached (fast) and naive samplers."""
+
+    sample_methods = ("cached", "naive")
+    default_sample_method = "cached"
+
+    @property
+    def local_features(self) -> int:
+        return self.net.local_features
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of local conditioning per example: ``length // local_hop``."""
+        return self.event_shape[0] // self.net.local_hop
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples each output sees, the current input's predecessor included."""
+        return receptive_field(self.net.kernel_size, self.net.dilations)
+
+    # ----------------------------------------------------------------- conditioning
+    def _cond_desc(self, batch) -> str:
+        keys = []
+        if self.num_classes:
+            keys.append(f'"label": int ({batch},) in [0, {self.num_classes})')
+        if self.local_features:
+            keys.append(f'"features": float ({batch}, {self.num_frames}, {self.local_features})')
+        return "{" + ", ".join(keys) + "}"
+
+    def check_cond(self, cond, batch: int) -> None:
+        """Validate ``cond``: None, or a dict with "label" and/or "features" (see module doc)."""
+        if not self.num_classes and not self.local_features:
+            if cond is not None:
+                raise ValueError(f"{self.name}: this model is unconditional but got cond")
+            return
+        if cond is None:
+            raise ValueError(f"{self.name}: expected cond {self._cond_desc(batch)}, got None")
+        if not isinstance(cond, dict):
+            if self.local_features:
+                raise ValueError(
+                    f"{self.name}: expected cond as a dict {self._cond_desc(batch)}, "
+                    f"got {type(cond).__name__}"
+                )
+            cond = {"label": cond}
+        expected = {"label"} if self.num_classes else set()
+        expected |= {"features"} if self.local_features else set()
+        if set(cond) != expected:
+            raise ValueError(
+                f"{self.name}: expected cond keys {sorted(expected)} "
+                f"{self._cond_desc(batch)}, got keys {sorted(cond)}"
+            )
+        if self.num_classes:
+            super().check_cond(cond["label"], batch)
+        if self.local_features:
+            f = cond["features"]
+            shape, dtype = tuple(getattr(f, "shape", ())), getattr(f, "dtype", None)
+            want = (batch, self.num_frames, self.local_features)
+            if shape != want or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+                raise ValueError(
+                    f"{self.name}: expected cond['features'] of float shape {want} "
+                    f"(length {self.event_shape[0]} / hop {self.net.local_hop} frames), "
+                    f"got shape {shape} dtype {dtype}"
+                )
+            if _is_concrete(f) and batch > 0 and not np.all(np.isfinite(np.asarray(f))):
+                raise ValueError(f"{self.name}: cond['features'] holds NaN or inf")
+
+    def dummy_cond(self, batch: int):
+        if not self.num_classes and not self.local_features:
+            return None
+        cond = {}
+        if self.num_classes:
+            cond["label"] = jnp.zeros((batch,), jnp.int32)
+        if self.local_features:
+            cond["features"] = jnp.zeros((batch, self.num_frames, self.local_features), jnp.float32)
+        return cond
+
+    def cond_from_batch(self, batch: dict):
+        """The conditioning for a data batch: its "label" and/or "features" entries."""
+        if not self.num_classes and not self.local_features:
+            return None
+        missing = [
+            k
+            for k, on in (("label", self.num_classes), ("features", self.local_features))
+            if on and k not in batch
+        ]
+        if missing:
+            raise ValueError(
+                f"{self.name}: the model is conditioned on {missing} but the data batch has "
+                f"only keys {sorted(batch)}"
+            )
+        cond = {}
+        if self.num_classes:
+            cond["label"] = batch["label"]
+        if self.local_features:
+            cond["features"] = batch["features"]
+        return cond
+
+    # ----------------------------------------------------------------- fast generation
+    def init_cache(self, params, batch, cond=None):
+        prev = jnp.zeros((batch,), jnp.int32)
+        zero = jnp.zeros((), jnp.int32)
+        if cond is None:
+            cond = self.dummy_cond(batch)
+        shapes = jax.eval_shape(
+            lambda p, c: self.net.apply(
+                {"params": p}, prev, zero, c, method=WaveNetNet.step, mutable=["cache"]
+            )[1]["cache"],
+            params,
+            cond,
+        )
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def cached_step(self, params, cache, x_flat, step, cond=None):
+        prev = lax.dynamic_index_in_dim(x_flat, jnp.maximum(step - 1, 0), axis=1, keepdims=False)
+        prev = jnp.where(step > 0, prev, self.num_levels).astype(jnp.int32)
+        logits, variables = self.net.apply(
+            {"params": params, "cache": cache},
+            prev,
+            step,
+            cond,
+            method=WaveNetNet.step,
+            mutable=["cache"],
+        )
+        return logits, variables["cache"]
+
+
+@register("wavenet")
+def wavenet(
+    length: int = 16000,
+    num_levels: int = 256,
+    residual_channels: int = 64,
+    gate_channels: int = 128,
+    skip_channels: int = 64,
+    head_channels: int = 0,
+    kernel_size: int = 3,
+    num_cycles: int = 3,
+    layers_per_cycle: int = 10,
+    num_classes: int = 0,
+    local_features: int = 0,
+    local_hop: int = 80,
+    local_channels: int = 0,
+    upsample: str = "repeat",
+    dtype: str = "float32",
+) -> WaveNet:
+    """A WaveNet over ``length`` mu-law samples of ``num_levels`` levels.
+
+    ``num_cycles`` cycles of ``layers_per_cycle`` layers with dilations 1, 2, 4, ...;
+    ``gate_channels`` (even) is the dilated conv's output, split into tanh and sigmoid halves;
+    ``head_channels`` (0: ``skip_channels``) is the width of the output head's hidden layer.
+    ``num_classes > 0`` adds global conditioning; ``local_features > 0`` adds local
+    conditioning on frames of that many features, one per ``local_hop`` samples (``length``
+    must be a multiple of it), upsampled by ``upsample`` ("repeat", or "transposed" with
+    ``local_channels`` outputs, 0: ``local_features``). ``dtype`` is the compute dtype.
+    """
+    if length < 1 or num_cycles < 1 or layers_per_cycle < 1 or kernel_size < 2:
+        raise ValueError(
+            f"expected length >= 1, num_cycles >= 1, layers_per_cycle >= 1, kernel_size >= 2; "
+            f"got {length}, {num_cycles}, {layers_per_cycle}, {kernel_size}"
+        )
+    if gate_channels % 2:
+        raise ValueError(
+            f"gate_channels must be even (tanh and sigmoid halves), got {gate_channels}"
+        )
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+    if local_features and (local_hop < 1 or length % local_hop):
+        raise ValueError(
+            f"length ({length}) must be a positive multiple of local_hop ({local_hop}) "
+            "for local conditioning"
+        )
+    dilations = tuple(2**i for i in range(layers_per_cycle)) * num_cycles
+    net = WaveNetNet(
+        num_levels=num_levels,
+        dilations=dilations,
+        kernel_size=kernel_size,
+        residual_channels=residual_channels,
+        gate_channels=gate_channels,
+        skip_channels=skip_channels,
+        head_channels=head_channels or skip_channels,
+        num_classes=num_classes,
+        local_features=local_features,
+        local_hop=local_hop if local_features else 1,
+        local_channels=(local_channels or local_features) if upsample == "transposed" else 0,
+        upsample=upsample,
+        dtype=jnp.dtype(dtype),
+    )
+    return WaveNet(
+        name="wavenet",
+        net=net,
+        distribution=Categorical(num_levels),
+        event_shape=(int(length),),
+        num_levels=num_levels,
+        num_classes=num_classes,
+        hparams=dict(
+            length=int(length),
+            num_levels=num_levels,
+            residual_channels=residual_channels,
+            gate_channels=gate_channels,
+            skip_channels=skip_channels,
+            head_channels=head_channels,
+            kernel_size=kernel_size,
+            num_cycles=num_cycles,
+            layers_per_cycle=layers_per_cycle,
+            num_classes=num_classes,
+            local_features=local_features,
+            local_hop=local_hop,
+            local_channels=local_channels,
+            upsample=upsample,
+            dtype=str(dtype),
+        ),
+    )
