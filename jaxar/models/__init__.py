@@ -5,6 +5,7 @@
 """
 
 from jaxar.models import pixelcnn  # noqa: F401  (registers "pixelcnn")
+from jaxar.models import wavenet  # noqa: F401  (registers "wavenet")
 from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import create, hparam_names, names, register
 
