@@ -11,10 +11,12 @@ Also here: mu-law companding for audio.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Categorical", "mu_law_decode", "mu_law_encode"]
+__all__ = ["Categorical", "DiscretizedLogisticMixture", "mu_law_decode", "mu_law_encode"]
 
 
 class Categorical:
@@ -50,6 +52,202 @@ class Categorical:
     def step_log_prob(self, logits: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
         """Log-probability of the values ``(B, 1)`` drawn at one step: ``(B,)``."""
         return self.log_prob(logits, values[:, 0])
+
+
+MIN_LOG_SCALE = -7.0
+
+
+def _float_dtype(dtype):
+    """float64 stays float64 (for reference computations under x64); all else is float32."""
+    return jnp.float64 if dtype == jnp.float64 else jnp.float32
+
+
+def _log1mexp_neg(log_t: jnp.ndarray) -> jnp.ndarray:
+    """``log(1 - exp(-t))`` from ``log t``, exact and finite also when ``t`` underflows."""
+    small = log_t < -15.0  # 1 - exp(-t) = t (1 - t/2 + ...): log t to float precision
+    t = jnp.exp(jnp.where(small, 0.0, log_t))
+    return jnp.where(small, log_t, jnp.log(-jnp.expm1(-t)))
+
+
+def _log_sigmoid(z: jnp.ndarray) -> jnp.ndarray:
+    return -jax.nn.softplus(-z)
+
+
+class DiscretizedLogisticMixture:
+    """The discretized mixture of logistics of PixelCNN++ (Salimans et al. 2017), per pixel.
+
+    A pixel's ``C`` channels take levels ``0 .. L-1``, read on the centred scale
+    ``x = 2 l / (L - 1) - 1`` in ``[-1, 1]``; level ``l`` is the bin ``[x - h, x + h]`` with
+    ``h = 1 / (L - 1)``, except that the first bin extends to ``-inf`` and the last to ``+inf``.
+    The pixel is a mixture of ``K = num_mixtures`` components; in component ``k`` the channels
+    are discretized logistics drawn in order, each mean shifted linearly by the channels before
+    it (for RGB: ``mu_g + a r`` and ``mu_b + b r + c g`` with ``a, b, c = tanh(raw)``)::
+
+        p(r, g, b) = sum_k pi_k  L(r; mu_rk, s_rk) L(g; mu_gk + a_k r, s_gk)
+                                 L(b; mu_bk + b_k r + c_k g, s_bk)
+
+    **Parameter layout.** The last axis of the parameters has ``K * (1 + 2 C + C (C - 1) / 2)``
+    entries (``10 K`` for RGB, ``3 K`` for grey), read as ``[logits | rest]`` where ``logits``
+    is ``params[..., :K]`` (mixture logits) and ``rest`` reshapes to ``(..., 2C + C(C-1)/2, K)``:
+    rows ``0 .. C-1`` are the means, ``C .. 2C-1`` the log-scales (clamped below at -7), and the
+    rest the raw coefficients (before ``tanh``) of channel ``j`` on channel ``i < j``, in the
+    order ``(1,0), (2,0), (2,1), ...`` (for RGB: ``a = g|r, b = b|r, c = b|g``). Network outputs
+    ``(B, H, W, P)`` give the parameters of every pixel.
+
+    **Per-dimension conditionals.** :meth:`log_prob` returns ``log p(x_c | x_<c of the pixel)``
+    for every channel (and the network makes the pixel depend only on earlier pixels), so the
+    per-dimension values add up to the exact joint: with ``S_kc`` the sum over channels
+    ``<= c`` of component ``k``'s log-probabilities and ``J_c = logsumexp_k(log pi_k + S_kc)``,
+    the conditional of channel ``c`` is ``J_c - J_{c-1}``.
+
+    **Numerics.** Everything is float32 whatever the network's dtype (float64 parameters, under
+    ``jax.experimental.enable_x64``, are kept float64 for reference computations). Bin
+    probabilities use closed forms that are exact and finite for any parameters: the first bin
+    ``log sigmoid(u_+)``, the last ``log sigmoid(-u_-)``, and an inner bin
+    ``sigma(u_+) - sigma(u_-) = sigma(u_+) sigma(-u_-) (1 - exp(u_- - u_+))``, i.e.
+    ``log_sigmoid(u_+) + log_sigmoid(-u_-) + log(1 - exp(-2 h / s))`` (the last term from
+    ``log(2h) - log s``, so it stays finite when ``2h / s`` underflows), with
+    ``u_pm = (x - mu pm h) / s``. It needs no subtraction of nearly equal CDFs, so the
+    mid-bin density fallback of the reference code (used there when the CDF difference
+    underflows) is never needed: far-out means, huge or tiny scales all stay exact.
+
+    Sampling draws one pixel per step (``dims_per_step = C``): a component from the logits,
+    then each channel as a continuous logistic rounded to its bin (clipped at the edges), which
+    is exactly the discretized distribution; later channels' means use the drawn levels.
+    """
+
+    def __init__(self, num_mixtures: int, num_levels: int = 256, channels: int = 3):
+        if num_mixtures < 1:
+            raise ValueError(f"num_mixtures must be >= 1, got {num_mixtures}")
+        if num_levels < 2:
+            raise ValueError(f"num_levels must be >= 2, got {num_levels}")
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        self.num_mixtures = int(num_mixtures)
+        self.num_levels = int(num_levels)
+        self.channels = int(channels)
+        self.dims_per_step = self.channels
+        c = self.channels
+        self.num_coeffs = c * (c - 1) // 2
+        # (i, j) pairs, j < i: coefficient of channel j in the mean of channel i.
+        self.coeff_pairs = [(i, j) for i in range(c) for j in range(i)]
+
+    @property
+    def num_params(self) -> int:
+        """Size of the last axis of the parameters: ``K * (1 + 2C + C(C-1)/2)``."""
+        return self.num_mixtures * (1 + 2 * self.channels + self.num_coeffs)
+
+    def __repr__(self) -> str:
+        return (
+            f"DiscretizedLogisticMixture(num_mixtures={self.num_mixtures}, "
+            f"num_levels={self.num_levels}, channels={self.channels})"
+        )
+
+    # ----------------------------------------------------------------- layout
+    def _split(self, params: jnp.ndarray):
+        """``params (..., P)`` -> logits ``(..., K)``, means, log-scales ``(..., C, K)``,
+        coefficients ``(..., C(C-1)/2, K)``, all float32."""
+        if params.shape[-1] != self.num_params:
+            raise ValueError(
+                f"expected parameters with last axis {self.num_params} "
+                f"(= {self.num_mixtures} mixtures * (1 + 2*{self.channels} + "
+                f"{self.num_coeffs})), got shape {params.shape}"
+            )
+        k, c = self.num_mixtures, self.channels
+        params = params.astype(_float_dtype(params.dtype))
+        logits = params[..., :k]
+        rest = params[..., k:].reshape((*params.shape[:-1], 2 * c + self.num_coeffs, k))
+        means = rest[..., :c, :]
+        log_scales = jnp.maximum(rest[..., c : 2 * c, :], MIN_LOG_SCALE)
+        coeffs = jnp.tanh(rest[..., 2 * c :, :])
+        return logits, means, log_scales, coeffs
+
+    def _centered(self, levels: jnp.ndarray, dtype) -> jnp.ndarray:
+        return levels.astype(dtype) * jnp.asarray(2.0 / (self.num_levels - 1), dtype) - 1.0
+
+    def _shifted_means(self, means, coeffs, xc):
+        """Means ``(..., C, K)`` shifted by the earlier channels' centred values ``xc (..., C)``."""
+        rows = [means[..., i, :] for i in range(self.channels)]
+        for n, (i, j) in enumerate(self.coeff_pairs):
+            rows[i] = rows[i] + coeffs[..., n, :] * xc[..., j, None]
+        return jnp.stack(rows, axis=-2)
+
+    def _bin_log_prob(self, levels, mean, log_scale):
+        """``log P(level)`` of a discretized logistic; ``levels`` broadcast against the rest."""
+        last = self.num_levels - 1
+        half = 1.0 / last
+        x = self._centered(levels, mean.dtype)
+        inv_s = jnp.exp(-log_scale)
+        centred = x - mean
+        plus = inv_s * (centred + half)  # CDF argument at the upper bin edge
+        minus = inv_s * (centred - half)  # ... at the lower bin edge
+        log_cdf_plus = _log_sigmoid(plus)  # first bin: P = sigmoid(plus)
+        log_one_minus_cdf_minus = _log_sigmoid(-minus)  # last bin: P = 1 - sigmoid(minus)
+        # Inner bin, exactly: sigmoid(plus) - sigmoid(minus)
+        #   = sigmoid(plus) * sigmoid(-minus) * (1 - exp(minus - plus)),  minus - plus = -2h/s.
+        inner = (
+            log_cdf_plus + log_one_minus_cdf_minus + _log1mexp_neg(math.log(2.0 * half) - log_scale)
+        )
+        return jnp.where(
+            levels == 0, log_cdf_plus, jnp.where(levels == last, log_one_minus_cdf_minus, inner)
+        )
+
+    # ----------------------------------------------------------------- likelihood
+    def component_log_probs(self, params: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+        """``log p_k(x_c | x_<c)`` of every component: ``(..., C, K)``, x ``(..., C)``."""
+        logits, means, log_scales, coeffs = self._split(params)
+        del logits
+        mean = self._shifted_means(means, coeffs, self._centered(x, means.dtype))
+        return self._bin_log_prob(x[..., None].astype(jnp.int32), mean, log_scales)
+
+    def log_prob(self, params: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+        """Per-dimension conditionals ``log p(x_c | x_<c in the pixel)``, shape ``(..., C)``.
+
+        ``params`` is ``(..., P)`` (see the class docstring), ``x`` integer levels ``(..., C)``.
+        Their sum over the last axis is the exact log-probability of each pixel.
+        """
+        if x.shape[-1] != self.channels or x.shape[:-1] != params.shape[:-1]:
+            raise ValueError(
+                f"expected x of shape {(*params.shape[:-1], self.channels)} for parameters "
+                f"of shape {params.shape}, got {x.shape}"
+            )
+        logits = self._split(params)[0]
+        comp = self.component_log_probs(params, x)  # (..., C, K)
+        log_mix = jax.nn.log_softmax(logits, axis=-1)
+        joint = jax.nn.logsumexp(log_mix[..., None, :] + jnp.cumsum(comp, axis=-2), axis=-1)
+        previous = jnp.concatenate([jnp.zeros_like(joint[..., :1]), joint[..., :-1]], axis=-1)
+        return joint - previous
+
+    # ----------------------------------------------------------------- sampling
+    def step_params(self, params: jnp.ndarray, step: jnp.ndarray) -> jnp.ndarray:
+        """The parameters of pixel ``step`` (a flat pixel index, raster order): ``(B, P)``."""
+        flat = params.reshape(params.shape[0], -1, params.shape[-1])
+        return jax.lax.dynamic_index_in_dim(flat, step, axis=1, keepdims=False)
+
+    def sample_step(self, key: jax.Array, params: jnp.ndarray) -> jnp.ndarray:
+        """Draw one pixel: parameters ``(B, P)`` -> levels ``(B, C)`` int32."""
+        logits, means, log_scales, coeffs = self._split(params)
+        k_mix, k_val = jax.random.split(key)
+        comp = jax.random.categorical(k_mix, logits, axis=-1)  # (B,)
+        pick = lambda a: jnp.take_along_axis(a, comp[:, None, None], axis=-1)[..., 0]
+        mean, log_scale, coeff = pick(means), pick(log_scales), pick(coeffs)
+        noise = jax.random.logistic(k_val, mean.shape, mean.dtype)
+        last = self.num_levels - 1
+        levels, centred = [], []
+        for i in range(self.channels):
+            m = mean[:, i]
+            for n, (ii, j) in enumerate(self.coeff_pairs):
+                if ii == i:
+                    m = m + coeff[:, n] * centred[j]
+            y = m + jnp.exp(log_scale[:, i]) * noise[:, i]
+            level = jnp.clip(jnp.round((y + 1.0) * (last / 2.0)), 0, last).astype(jnp.int32)
+            levels.append(level)
+            centred.append(self._centered(level, mean.dtype))
+        return jnp.stack(levels, axis=-1)
+
+    def step_log_prob(self, params: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
+        """Log-probability of the pixel ``values (B, C)`` drawn at one step: ``(B,)``."""
+        return self.log_prob(params, values).sum(axis=-1)
 
 
 def mu_law_encode(audio: jnp.ndarray, num_levels: int = 256) -> jnp.ndarray:
