@@ -133,6 +133,10 @@ class AutoregressiveModel:
                     f"got values in [{lo}, {hi}]"
                 )
 
+    def cond_from_batch(self, batch: dict):
+        """The conditioning for a data batch (``{"x", "label", ...}``): labels if conditional."""
+        return batch["label"] if self.num_classes else None
+
     # ----------------------------------------------------------------- network
     def dummy_cond(self, batch: int):
         """A valid conditioning input for ``batch`` examples (used to initialise)."""

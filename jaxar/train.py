@@ -1,0 +1,409 @@
+"""Training and evaluation: pure jitted steps and the loop that drives them.
+
+``train_and_evaluate(config, workdir)`` is the whole runner: it builds the data and the model
+from the config (the model only through ``jaxar.models.create``), resumes from the workdir's
+latest checkpoint if there is one, trains with one jitted data-parallel step, logs train and exact
+test bits/dim, keeps checkpoints (latest N and the best), and ends with a sample grid and a
+learning curve.
+
+The loss is the exact negative log-likelihood per dimension in nats; reported as bits/dim
+(``nats / ln 2``) and, for the test split, also as nats per example (the figure quoted for
+binary data).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jaxar import models, parallel, reporting
+from jaxar.checkpointing import Checkpointer
+from jaxar.data import load
+from jaxar.data.pipeline import binarized_info, eval_batches, train_batches
+from jaxar.metrics import MetricWriter, read_jsonl
+
+__all__ = [
+    "TrainState",
+    "build_model",
+    "create_train_state",
+    "evaluate",
+    "load_run",
+    "make_eval_step",
+    "make_optimizer",
+    "make_train_step",
+    "train_and_evaluate",
+]
+
+log = logging.getLogger("jaxar")
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a run needs to continue exactly where it stopped.
+
+    ``nonfinite_step`` is -1 until a step produces a non-finite loss or gradient; that step's
+    update is not applied, so the parameters stay finite, and the loop stops at its next check.
+    """
+
+    step: jnp.ndarray
+    params: Any
+    opt_state: Any
+    ema_params: Any
+    nonfinite_step: jnp.ndarray
+
+    @property
+    def eval_params(self):
+        """The weights to evaluate and sample with: the EMA if kept, else the raw ones."""
+        return self.params if self.ema_params is None else self.ema_params
+
+
+# ---------------------------------------------------------------------------- building
+def data_options(config) -> dict:
+    opts = {}
+    if config.data.get("data_dir"):
+        opts["data_dir"] = config.data.data_dir
+    for key in ("length", "sample_rate"):
+        if config.data.get(key):
+            opts[key] = config.data[key]
+    return opts
+
+
+def build_model(config: ml_collections.ConfigDict, info) -> models.AutoregressiveModel:
+    """The model named by the config, its data-dependent hyperparameters filled from ``info``."""
+    hparams = dict(config.model.to_dict()) if config.get("model") else {}
+    accepted = models.hparam_names(config.model_name)
+    filled = {
+        "image_shape": tuple(info.event_shape),
+        "length": info.event_shape[0],
+        "num_levels": info.num_levels,
+        "dtype": config.get("compute_dtype", "float32"),
+    }
+    if config.data.get("conditional"):
+        if not info.num_classes:
+            raise ValueError(f"data.conditional is set but {info.name} has no labels")
+        filled["num_classes"] = info.num_classes
+    for key, value in filled.items():
+        if key in accepted and key not in hparams:
+            if key == "image_shape" and len(info.event_shape) != 3:
+                continue
+            if key == "length" and len(info.event_shape) != 1:
+                continue
+            hparams[key] = value
+    model = models.create(config.model_name, **hparams)
+    if model.event_shape != tuple(info.event_shape) or model.num_levels != info.num_levels:
+        raise ValueError(
+            f"model {config.model_name} models events {model.event_shape} with "
+            f"{model.num_levels} levels but the data {info.name} has {tuple(info.event_shape)} "
+            f"with {info.num_levels} levels"
+        )
+    return model
+
+
+def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Adam (AdamW with weight decay) with warmup and a constant/cosine/exponential schedule."""
+    o = config.optim
+    warmup = max(int(o.warmup_steps), 0)
+    if o.schedule == "constant":
+        decay = optax.constant_schedule(o.learning_rate)
+    elif o.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(o.learning_rate, max(config.num_steps - warmup, 1))
+    elif o.schedule == "exponential":
+        decay = optax.exponential_decay(o.learning_rate, 1, o.decay_rate)
+    else:
+        raise ValueError(
+            f"unknown optim.schedule {o.schedule!r}; expected constant, cosine or exponential"
+        )
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, o.learning_rate, warmup), decay], [warmup]
+    ) if warmup else decay
+    chain = []
+    if o.grad_clip:
+        chain.append(optax.clip_by_global_norm(o.grad_clip))
+    chain.append(optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay))
+    return optax.chain(*chain), schedule
+
+
+def create_train_state(model, tx, rng, ema: bool) -> TrainState:
+    params = model.init(rng)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+
+# ---------------------------------------------------------------------------- steps
+def _nll_per_dim(model, params, batch, rng, train: bool):
+    """Mean over the batch of the negative log-likelihood per dimension, in nats."""
+    lp = model.log_prob(params, batch["x"], model.cond_from_batch(batch), train=train, rng=rng)
+    return -jnp.mean(lp) / model.num_dims
+
+
+def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int = 1, seed=0):
+    """A pure step ``(state, batch) -> (state, metrics)``, to be jitted.
+
+    With ``grad_accum_steps = k`` the batch is split into k micro-batches whose gradients are
+    averaged (a ``lax.scan``), so the update equals one step on the whole batch.
+    """
+
+    def loss_and_grad(params, batch, rng):
+        return jax.value_and_grad(_nll_per_dim, argnums=1)(model, params, batch, rng, True)
+
+    def step_fn(state: TrainState, batch: dict):
+        rng = jax.random.fold_in(jax.random.key(seed), state.step)
+        batch = {k: v for k, v in batch.items() if k != "mask"}
+        if grad_accum_steps == 1:
+            loss, grads = loss_and_grad(state.params, batch, rng)
+        else:
+            micro = jax.tree.map(
+                lambda v: v.reshape(grad_accum_steps, v.shape[0] // grad_accum_steps, *v.shape[1:]),
+                batch,
+            )
+
+            def acc(carry, inputs):
+                i, mb = inputs
+                loss, grads = loss_and_grad(state.params, mb, jax.random.fold_in(rng, i))
+                return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+            zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+            (loss, grads), _ = jax.lax.scan(acc, zeros, (jnp.arange(grad_accum_steps), micro))
+            loss, grads = jax.tree.map(lambda t: t / grad_accum_steps, (loss, grads))
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        ema = state.ema_params
+        if ema is not None:
+            ema = jax.tree.map(lambda e, p: e * ema_decay + p * (1.0 - ema_decay), ema, params)
+        new = state.replace(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            ema_params=None if ema is None else keep(ema, state.ema_params),
+            nonfinite_step=jnp.where(
+                (state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step
+            ),
+        )
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new, metrics
+
+    return step_fn
+
+
+def make_eval_step(model):
+    """A pure step ``(params, batch) -> (sum of NLL in nats, number of examples)``."""
+
+    def eval_fn(params, batch):
+        lp = model.log_prob(params, batch["x"], model.cond_from_batch(batch))
+        mask = batch["mask"]
+        return -jnp.sum(lp * mask), jnp.sum(mask)
+
+    return eval_fn
+
+
+def evaluate(model, params, source, *, batch_size: int, binarize: str = "", mesh=None,
+             eval_step=None, seed: int = 0) -> dict:
+    """Exact test-set likelihood over every example of ``source``.
+
+    Returns ``{"test/bits_per_dim", "test/nll_nats"}``: bits per dimension and the mean
+    negative log-likelihood of an example in nats.
+    """
+    mesh = mesh or parallel.make_mesh()
+    parallel.check_batch_size(batch_size, mesh, "eval_batch_size")
+    if eval_step is None:
+        eval_step = jax.jit(make_eval_step(model))
+    total, count = 0.0, 0.0
+    n_proc, idx = jax.process_count(), jax.process_index()
+    for k, batch in enumerate(eval_batches(source, batch_size=batch_size, binarize=binarize,
+                                           seed=seed)):
+        local = {key: np.array_split(v, n_proc)[idx] for key, v in batch.items()}
+        nll, n = eval_step(params, parallel.global_batch(local, mesh))
+        total, count = total + float(nll), count + float(n)
+        del k
+    if count != len(source):
+        raise RuntimeError(f"evaluated {count} examples of {len(source)}")
+    nats = total / count
+    return {"test/bits_per_dim": nats / (model.num_dims * math.log(2.0)), "test/nll_nats": nats}
+
+
+# ---------------------------------------------------------------------------- the loop
+def _save_config(config, workdir: str) -> None:
+    path = os.path.join(workdir, "config.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _load_data(config):
+    opts = data_options(config)
+    train_src = load(config.data.name, "train", **opts)
+    test_src = load(config.data.name, "test", **opts)
+    return train_src, test_src, binarized_info(train_src.info, config.data.binarize)
+
+
+def sample_cond(model, num: int, class_label: int | None = None):
+    """Conditioning for ``num`` samples: the given class, or classes 0, 1, ... in turn."""
+    if not model.num_classes:
+        if class_label is not None:
+            raise ValueError(f"{model.name} is unconditional; --class needs a conditional model")
+        return None
+    if class_label is not None:
+        if not 0 <= class_label < model.num_classes:
+            raise ValueError(f"class must be in [0, {model.num_classes}), got {class_label}")
+        return jnp.full((num,), class_label, jnp.int32)
+    return jnp.arange(num, dtype=jnp.int32) % model.num_classes
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Train the configured model, resuming from ``workdir`` if it holds a checkpoint.
+
+    Returns the last evaluation's metrics.
+    """
+    parallel.initialize(config.get("distributed", False))
+    is_main = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    if config.batch_size % (config.grad_accum_steps * jax.process_count()):
+        raise ValueError(
+            f"batch_size={config.batch_size} must be divisible by grad_accum_steps="
+            f"{config.grad_accum_steps} times the {jax.process_count()} processes"
+        )
+    train_src, test_src, info = _load_data(config)
+    model = build_model(config, info)
+    tx, schedule = make_optimizer(config)
+    rng = jax.random.key(config.seed)
+    repl = parallel.replicated(mesh)
+    state = jax.device_put(create_train_state(model, tx, rng, config.ema_decay > 0), repl)
+    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+    start = 0
+    if ckpt.latest_step() is not None:
+        state, start = ckpt.restore(state)
+        log.info("resumed from %s at step %d", workdir, start)
+    if is_main:
+        _save_config(config, workdir)
+    writer = MetricWriter(workdir, enabled=is_main)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    log.info("%r: %d parameters; %d devices; data %s", model, n_params, mesh.size, info)
+
+    train_step = jax.jit(
+        make_train_step(model, tx, ema_decay=config.ema_decay,
+                        grad_accum_steps=config.grad_accum_steps, seed=config.seed),
+        in_shardings=(repl, parallel.batch_sharding(mesh)),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(make_eval_step(model))
+    batches = train_batches(
+        train_src, batch_size=config.batch_size, seed=config.seed, start_step=start,
+        binarize=config.data.binarize, process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+    def check_finite(state):
+        bad = int(state.nonfinite_step)
+        if bad >= 0:
+            last = ckpt.latest_step()
+            raise FloatingPointError(
+                f"non-finite loss or gradient at step {bad}; training stopped. The last good "
+                f"checkpoint (step {last}) in {workdir} is intact; lower the learning rate or "
+                "check the data, then resume"
+            )
+
+    eval_metrics: dict = {}
+    pending: list = []
+    t_last, s_last = time.perf_counter(), start
+    pbar = tqdm(total=config.num_steps, initial=start, disable=not is_main, unit="step",
+                dynamic_ncols=True)
+    try:
+        for step in range(start + 1, config.num_steps + 1):
+            batch = parallel.global_batch(next(batches), mesh)
+            state, metrics = train_step(state, batch)
+            pending.append(metrics["loss"])
+            pbar.update(1)
+            last = step == config.num_steps
+            if step % config.log_every == 0 or last:
+                check_finite(state)
+                nats = float(jnp.mean(jnp.stack(pending)))
+                now = time.perf_counter()
+                rate = (step - s_last) / (now - t_last)
+                t_last, s_last, pending = now, step, []
+                record = {
+                    "train/bits_per_dim": nats / math.log(2.0),
+                    "train/grad_norm": float(metrics["grad_norm"]),
+                    "train/learning_rate": float(schedule(step - 1)),
+                    "train/steps_per_sec": rate,
+                    "train/examples_per_sec": rate * config.batch_size,
+                }
+                writer.write(step, record)
+                pbar.set_postfix(bpd=f"{record['train/bits_per_dim']:.4f}",
+                                 steps_s=f"{rate:.1f}", refresh=False)
+            if step % config.eval_every == 0 or last:
+                eval_metrics = evaluate(
+                    model, state.eval_params, test_src, batch_size=config.eval_batch_size,
+                    binarize=config.data.binarize, mesh=mesh, eval_step=eval_step,
+                    seed=config.seed,
+                )
+                writer.write(step, eval_metrics)
+                pbar.write(f"step {step}: test bits/dim {eval_metrics['test/bits_per_dim']:.4f}"
+                           f" ({eval_metrics['test/nll_nats']:.2f} nats per example)")
+            if step % config.checkpoint_every == 0 or last:
+                check_finite(state)
+                fresh = eval_metrics if step % config.eval_every == 0 or last else None
+                ckpt.save(step, state, fresh)
+    finally:
+        pbar.close()
+        ckpt.wait()
+        writer.close()
+
+    if is_main:
+        records = read_jsonl(writer.path)
+        reporting.save_curves(records, os.path.join(workdir, "curves.png"))
+        if config.num_samples:
+            key = jax.random.fold_in(rng, config.num_steps)
+            samples = model.sample(
+                state.eval_params, key, config.num_samples,
+                cond=sample_cond(model, config.num_samples),
+                method=config.sample_method or None,
+            )
+            reporting.save_samples(np.asarray(samples), info, os.path.join(workdir, "samples"))
+    ckpt.close()
+    return eval_metrics
+
+
+def load_run(workdir: str, checkpoint: str = "best"):
+    """Rebuild a run's model and restore its evaluation weights.
+
+    ``checkpoint`` is ``"best"``, ``"latest"`` or a step number. Returns
+    ``(config, model, params, info, step, test_source)``.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir} holds no config.json; is it a jaxar run directory?")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    _, test_src, info = _load_data(config)
+    model = build_model(config, info)
+    tx, _ = make_optimizer(config)
+    target = create_train_state(model, tx, jax.random.key(0), config.ema_decay > 0)
+    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+    step = checkpoint if checkpoint in ("best", "latest") else int(checkpoint)
+    state, step = ckpt.restore(target, step)
+    ckpt.close()
+    return config, model, state.eval_params, info, step, test_src
+
