@@ -199,7 +199,7 @@ class WaveNet(AutoregressiveModel):
 
     @property
     def receptive_field(self) -> int:
-        """Samples each output sees, the current input's predecessor included."""
+        """How many previous samples the logits at t see: ``x_{t-rf} .. x_{t-1}``."""
         return receptive_field(self.net.kernel_size, self.net.dilations)
 
     # ----------------------------------------------------------------- conditioning

@@ -1,0 +1,182 @@
+"""The wav:DIR source: reading, resampling, splitting, crops, trimming, errors."""
+
+import logging
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import soundfile
+
+import jaxar.data
+from jaxar.data.wav import mu_law_encode_np
+from jaxar.distributions import mu_law_encode
+
+ALLISON = "/usr/share/asterisk/sounds/en_US_f_Allison"
+
+
+def _tone(seconds, rate, freq=440.0, amp=0.5):
+    t = np.arange(round(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def wav_dir(tmp_path):
+    """Six small files: 8 kHz and 16 kHz, one stereo, one short, one in a subfolder."""
+    soundfile.write(tmp_path / "a.wav", _tone(0.5, 8000), 8000)
+    soundfile.write(tmp_path / "b.wav", _tone(0.3, 16000, 1000.0), 16000)
+    soundfile.write(tmp_path / "c.wav", np.stack([_tone(0.4, 8000), _tone(0.4, 8000)], 1), 8000)
+    soundfile.write(tmp_path / "d.WAV", _tone(0.01, 8000), 8000)  # 80 samples: padded
+    os.mkdir(tmp_path / "sub")
+    soundfile.write(tmp_path / "sub" / "e.wav", _tone(0.25, 8000, 300.0), 8000)
+    soundfile.write(tmp_path / "f.wav", _tone(0.2, 22050), 22050)
+    (tmp_path / "notes.txt").write_text("not audio")
+    return tmp_path
+
+
+def _load(d, split, **kw):
+    return jaxar.data.load(f"wav:{d}", split, **{"length": 400, "sample_rate": 8000, **kw})
+
+
+def test_splits_info_and_windows(wav_dir):
+    train, test = _load(wav_dir, "train"), _load(wav_dir, "test")
+    assert train.info == test.info
+    assert train.info.kind == "audio" and train.info.sample_rate == 8000
+    assert train.info.event_shape == (400,) and train.info.num_levels == 256
+    assert set(train.files).isdisjoint(test.files)
+    assert len(train.files) + len(test.files) == 6  # every .wav (any case, subfolders)
+    assert len(test.files) == 1
+    assert _load(wav_dir, "test").files == test.files  # deterministic
+    # ceil(n / length) windows per file; every element is a full window of int32 levels
+    for src in (train, test):
+        counts = np.bincount([int(src[i]["file"]) for i in range(len(src))])
+        want = [-(-max(400, round(soundfile.info(f).duration * 8000)) // 400) for f in src.files]
+        np.testing.assert_array_equal(counts, want)
+        for i in range(len(src)):
+            x = src[i]["x"]
+            assert x.shape == (400,) and x.dtype == np.int32
+            assert 0 <= x.min() and x.max() < 256
+
+
+def test_windows_are_mu_law_of_the_audio_and_cover_it(wav_dir):
+    src = _load(wav_dir, "train", test_fraction=0.2)
+    f = src.files.index(str(wav_dir / "a.wav"))
+    want = mu_law_encode_np(soundfile.read(wav_dir / "a.wav", dtype="float32")[0])  # 4000
+    xs = [src[i]["x"] for i in range(len(src)) if int(src[i]["file"]) == f]
+    np.testing.assert_array_equal(np.concatenate(xs), want)  # 10 non-overlapping windows
+
+
+def test_last_window_ends_at_file_end(wav_dir):
+    src = _load(wav_dir, "train", length=300, test_fraction=0.2)
+    f = src.files.index(str(wav_dir / "a.wav"))  # 4000 samples: 14 windows, last overlaps
+    want = mu_law_encode_np(soundfile.read(wav_dir / "a.wav", dtype="float32")[0])
+    xs = [src[i]["x"] for i in range(len(src)) if int(src[i]["file"]) == f]
+    assert len(xs) == 14
+    np.testing.assert_array_equal(xs[-1], want[-300:])
+
+
+def test_resampling_keeps_frequency_and_amplitude(wav_dir):
+    src = _load(wav_dir, "train", length=2400, test_fraction=0.2)
+    f = src.files.index(str(wav_dir / "b.wav"))  # 1 kHz at 16 kHz -> 8 kHz
+    x = next(src[i]["x"] for i in range(len(src)) if int(src[i]["file"]) == f)
+    audio = np.asarray(jaxar.distributions.mu_law_decode(jnp.asarray(x)))
+    spectrum = np.abs(np.fft.rfft(audio[200:2200] * np.hanning(2000)))
+    assert np.argmax(spectrum) * 8000 / 2000 == pytest.approx(1000.0, abs=4.0)
+    assert np.abs(audio[200:2200]).max() == pytest.approx(0.5, abs=0.03)
+    assert src.stats.resampled >= 1 and src.stats.downmixed >= 0
+
+
+def test_short_file_padded_and_counted(wav_dir, caplog):
+    with caplog.at_level(logging.INFO, logger="jaxar.data.wav"):
+        src = next(
+            s for s in (_load(wav_dir, "train"), _load(wav_dir, "test")) if s.stats.padded_files
+        )
+    short = str(wav_dir / "d.WAV")
+    assert src.stats.padded_files == [short]
+    f = src.files.index(short)
+    x = next(src[i]["x"] for i in range(len(src)) if int(src[i]["file"]) == f)
+    assert np.all(x[80:] == mu_law_encode_np(np.zeros(1))[0])  # digital silence after 80
+    assert "padded 1 files" in caplog.text and "padded 0 files" in caplog.text
+
+
+def test_silence_trimming_counted_and_logged(tmp_path, caplog):
+    rate = 8000
+    audio = np.concatenate([np.zeros(1600), _tone(0.5, rate), np.zeros(800)]).astype(np.float32)
+    soundfile.write(tmp_path / "x.wav", audio, rate)
+    soundfile.write(tmp_path / "y.wav", audio, rate)
+    with caplog.at_level(logging.INFO, logger="jaxar.data.wav"):
+        src = _load(tmp_path, "train", trim_silence_db=40.0, test_fraction=0.5)
+    assert src.stats.trimmed_files == 1
+    assert src.stats.trimmed_seconds == pytest.approx(0.3, abs=0.011)
+    assert src.stats.seconds == pytest.approx(0.5, abs=0.011)
+    assert "trimmed 0.3 s of silence from 1 files" in caplog.text
+    untrimmed = _load(tmp_path, "train", test_fraction=0.5)
+    assert untrimmed.stats.trimmed_files == 0 and untrimmed.stats.seconds == pytest.approx(0.8)
+
+
+def test_empty_file_left_out_with_a_warning(wav_dir, caplog):
+    soundfile.write(wav_dir / "z.wav", np.zeros(0, np.float32), 8000)
+    with caplog.at_level(logging.WARNING, logger="jaxar.data.wav"):
+        train, test = _load(wav_dir, "train"), _load(wav_dir, "test")
+    dropped = train.stats.dropped_files + test.stats.dropped_files
+    assert dropped == [str(wav_dir / "z.wav")]
+    assert "z.wav holds no audio; left out" in caplog.text
+
+
+def test_random_train_crops(wav_dir):
+    src = _load(wav_dir, "train", test_fraction=0.2)
+    f = src.files.index(str(wav_dir / "a.wav"))
+    i = next(i for i in range(len(src)) if int(src[i]["file"]) == f)
+    full = mu_law_encode_np(soundfile.read(wav_dir / "a.wav", dtype="float32")[0])
+    crops = [src.train_transform(src[i], np.random.default_rng(s))["x"] for s in range(20)]
+    again = src.train_transform(src[i], np.random.default_rng(3))["x"]
+    np.testing.assert_array_equal(again, crops[3])  # a pure function of the generator
+    starts = set()
+    for c in crops:  # every crop is a contiguous piece of its own file
+        hits = [s for s in range(len(full) - 399) if np.array_equal(full[s : s + 400], c)]
+        assert hits
+        starts.add(hits[0])
+    assert len(starts) > 5
+
+
+def test_corrupt_file_is_named(wav_dir):
+    (wav_dir / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    with pytest.raises(ValueError, match=r"broken\.wav"):
+        _load(wav_dir, "train")
+        _load(wav_dir, "test")
+
+
+def test_bad_options_and_missing_dir(wav_dir, tmp_path):
+    with pytest.raises(ValueError, match="length"):
+        _load(wav_dir, "train", length=0)
+    with pytest.raises(ValueError, match="sample rate"):
+        _load(wav_dir, "train", sample_rate=0)
+    with pytest.raises(ValueError, match="split"):
+        _load(wav_dir, "valid")
+    with pytest.raises(FileNotFoundError, match="asterisk-core-sounds-en-wav"):
+        _load(tmp_path / "nowhere", "train")
+    with pytest.raises(ValueError, match="at least 2"):
+        _load(wav_dir / "sub", "train")
+
+
+def test_numpy_mu_law_matches_jax():
+    audio = np.linspace(-1.2, 1.2, 20001, dtype=np.float32)
+    np.testing.assert_array_equal(mu_law_encode_np(audio), np.asarray(mu_law_encode(audio)))
+
+
+def test_real_speech_corpus(tmp_path):
+    """Two files of Debian's asterisk-core-sounds-en-wav (8 kHz mono speech) when installed;
+    without it, the error must say which package provides it."""
+    if not os.path.isdir(ALLISON):
+        with pytest.raises(FileNotFoundError, match="asterisk-core-sounds-en-wav"):
+            _load(ALLISON, "train")
+        return
+    for name in ("beep.wav", "goodbye.wav"):
+        shutil.copy(os.path.join(ALLISON, name), tmp_path / name)
+    train, test = _load(tmp_path, "train", length=4000), _load(tmp_path, "test", length=4000)
+    assert len(train.files) == len(test.files) == 1
+    for src in (train, test):
+        assert src.info.sample_rate == 8000 and src.stats.resampled == 0
+        x = np.stack([src[i]["x"] for i in range(len(src))])
+        assert x.shape[1] == 4000 and len(np.unique(x)) > 20  # real, varied audio
