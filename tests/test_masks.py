@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from jaxar.nn.masks import channel_groups, conv_mask
+
+
+def test_type_a_3x3_example():
+    expected = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(conv_mask(3, 1, 1, "A")[..., 0, 0], expected)
+
+
+def test_type_b_differs_only_at_centre():
+    a, b = conv_mask(3, 1, 1, "A"), conv_mask(3, 1, 1, "B")
+    diff = np.argwhere(a != b)
+    np.testing.assert_array_equal(diff, [[1, 1, 0, 0]])
+    assert b[1, 1, 0, 0] == 1
+
+
+@pytest.mark.parametrize("kernel", [(1, 5), (5, 1), (7, 7), (3, 5), (1, 1)])
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_spatial_rule_any_odd_kernel(kernel, mask_type):
+    kh, kw = kernel
+    m = conv_mask(kernel, 1, 1, mask_type)[..., 0, 0]
+    assert m.shape == kernel
+    for i in range(kh):
+        for j in range(kw):
+            di, dj = i - kh // 2, j - kw // 2
+            before = di < 0 or (di == 0 and dj < 0)
+            centre = di == 0 and dj == 0
+            assert m[i, j] == (before or (centre and mask_type == "B"))
+
+
+def test_rgb_group_rule_at_centre():
+    fin, fout = 6, 9  # 2 and 3 features per colour group
+    gin, gout = channel_groups(fin, 3), channel_groups(fout, 3)
+    np.testing.assert_array_equal(gin, [0, 0, 1, 1, 2, 2])
+    for mask_type in ("A", "B"):
+        m = conv_mask(3, fin, fout, mask_type, color_channels=3)
+        centre = m[1, 1]
+        for i in range(fin):
+            for o in range(fout):
+                allowed = gin[i] < gout[o] if mask_type == "A" else gin[i] <= gout[o]
+                assert centre[i, o] == allowed
+        # Off-centre positions see every group (they are earlier pixels), or nothing.
+        assert (m[0] == 1).all() and (m[1, 0] == 1).all()
+        assert (m[2] == 0).all() and (m[1, 2] == 0).all()
+
+
+def test_first_layer_on_rgb_input():
+    m = conv_mask(1, 3, 3, "A", color_channels=3)[0, 0]
+    np.testing.assert_array_equal(m, [[0, 1, 1], [0, 0, 1], [0, 0, 0]])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (((2, 3), 1, 1, "A"), "odd"),
+        ((3, 1, 1, "C"), "mask_type"),
+        ((3, 4, 3, "B", 3), "divisible"),
+    ],
+)
+def test_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        conv_mask(*args)

@@ -1,0 +1,207 @@
+"""PixelCNN: causality, exact normalisation, cached == naive sampling, input validation."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxar
+
+
+def _randomize(params, key, scale=0.5):
+    """Random values for every parameter, biases included, so nothing is zero by accident."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [scale * jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
+    )
+
+
+def tiny(image_shape, num_levels=4, **kw):
+    c = image_shape[-1]
+    hp = dict(features=4 * c, num_blocks=2, output_features=2 * c, first_kernel=3)
+    hp.update(kw)
+    return jaxar.create("pixelcnn", image_shape=image_shape, num_levels=num_levels, **hp)
+
+
+def assert_causal(model, params, x, cond=None):
+    """Changing dimension j (raster order, R<G<B) changes no conditional at i < j and no
+    logit of dimensions i <= j (the logits of x_j must not see x_j itself)."""
+    flat = np.asarray(x).reshape(-1)
+    d = flat.size
+    variants = np.repeat(flat[None], d, axis=0)
+    variants[np.arange(d), np.arange(d)] = (flat + 1) % model.num_levels
+    xs = jnp.asarray(variants.reshape((d, *model.event_shape)), jnp.int32)
+    cond_d = None if cond is None else jnp.repeat(cond, d)
+    base_lp = model.log_prob(params, x[None], cond, per_dim=True).reshape(-1)
+    lp = model.log_prob(params, xs, cond_d, per_dim=True).reshape(d, d)
+    base_logits = model.apply(params, x[None], cond).reshape(d, -1)
+    logits = model.apply(params, xs, cond_d).reshape(d, d, -1)
+    lp_changed = np.abs(np.asarray(lp - base_lp[None])) > 1e-6
+    logit_changed = (np.abs(np.asarray(logits - base_logits[None])) > 1e-6).any(-1)
+    for j in range(d):
+        assert not lp_changed[j, :j].any(), f"x_{j} leaks into {np.flatnonzero(lp_changed[j, :j])}"
+        assert not logit_changed[j, : j + 1].any(), (
+            f"x_{j} leaks into the logits of {np.flatnonzero(logit_changed[j, : j + 1])}"
+        )
+    # Not vacuous: almost every dimension does influence later logits (a ReLU network with
+    # random weights may switch off the odd path).
+    assert sum(logit_changed[j, j + 1 :].any() for j in range(d - 1)) >= 0.9 * (d - 1)
+
+
+def test_causal_every_position_rgb(rng):
+    model = tiny((4, 4, 3))
+    params = _randomize(model.init(rng), jax.random.key(1))
+    x = jax.random.randint(jax.random.key(2), model.event_shape, 0, 4)
+    assert_causal(model, params, x)
+
+
+def test_causal_class_conditional(rng):
+    model = tiny((3, 3, 1), num_classes=3)
+    params = _randomize(model.init(rng), jax.random.key(1))
+    x = jax.random.randint(jax.random.key(2), model.event_shape, 0, 4)
+    assert_causal(model, params, x, jnp.array([2], jnp.int32))
+
+
+@pytest.mark.parametrize("leak", ["centre", "future"])
+def test_causality_check_detects_a_leak(rng, monkeypatch, leak):
+    from jaxar.nn import conv, masks
+
+    def leaky_mask(ks, fin, fout, mask_type, color_channels=1):
+        m = masks.conv_mask(ks, fin, fout, "B" if leak == "centre" else mask_type, color_channels)
+        return m if leak == "centre" else np.ones_like(m)
+
+    monkeypatch.setattr(conv, "conv_mask", leaky_mask)
+    model = tiny((3, 3, 1))
+    params = _randomize(model.init(rng), jax.random.key(1))
+    x = jax.random.randint(jax.random.key(2), model.event_shape, 0, 4)
+    with pytest.raises(AssertionError, match="leaks"):
+        assert_causal(model, params, x)
+
+
+def test_normalised_binary_2x2(rng):
+    model = tiny((2, 2, 1), num_levels=2)
+    params = _randomize(model.init(rng), jax.random.key(3))
+    xs = jnp.array(list(itertools.product([0, 1], repeat=4)), jnp.int32).reshape(16, 2, 2, 1)
+    total = jnp.exp(model.log_prob(params, xs)).sum()
+    np.testing.assert_allclose(float(total), 1.0, rtol=1e-5)
+
+
+def test_normalised_rgb_1x1_four_levels(rng):
+    model = tiny((1, 1, 3), num_levels=4)
+    params = _randomize(model.init(rng), jax.random.key(4))
+    xs = jnp.array(list(itertools.product(range(4), repeat=3)), jnp.int32).reshape(64, 1, 1, 3)
+    total = jnp.exp(model.log_prob(params, xs)).sum()
+    np.testing.assert_allclose(float(total), 1.0, rtol=1e-5)
+
+
+def test_per_dim_sums_to_joint_and_bits_per_dim(rng):
+    model = tiny((3, 4, 3))
+    params = model.init(rng)
+    x = jax.random.randint(jax.random.key(5), (2, 3, 4, 3), 0, 4)
+    per_dim = model.log_prob(params, x, per_dim=True)
+    assert per_dim.shape == (2, 3, 4, 3)
+    joint = model.log_prob(params, x)
+    np.testing.assert_allclose(per_dim.sum(axis=(1, 2, 3)), joint, rtol=1e-6)
+    np.testing.assert_allclose(
+        model.bits_per_dim(params, x), -joint / (36 * math.log(2)), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("shape, num_classes", [((4, 5, 3), 0), ((5, 4, 1), 3)])
+def test_cached_step_teacher_forced_equals_full_forward(rng, shape, num_classes):
+    model = tiny(shape, first_kernel=5, kernel=3, num_classes=num_classes)
+    params = _randomize(model.init(rng), jax.random.key(6), 0.3)
+    x = jax.random.randint(jax.random.key(7), (2, *shape), 0, 4)
+    cond = jnp.array([0, num_classes - 1], jnp.int32) if num_classes else None
+    full = model.apply(params, x, cond).reshape(2, -1, 4)
+    x_flat = x.reshape(2, -1)
+
+    def body(cache, i):
+        logits, cache = model.cached_step(params, cache, x_flat, i, cond)
+        return cache, logits
+
+    _, steps = jax.lax.scan(body, model.init_cache(params, 2, cond), jnp.arange(model.num_dims))
+    np.testing.assert_allclose(np.swapaxes(steps, 0, 1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(4, 4, 3), (5, 6, 1)])
+def test_cached_and_naive_samples_identical(rng, shape):
+    model = tiny(shape, first_kernel=5)
+    params = _randomize(model.init(rng), jax.random.key(8), 0.3)
+    key = jax.random.key(9)
+    naive, lp_naive = model.sample(params, key, 3, method="naive", with_log_prob=True)
+    cached, lp_cached = model.sample(params, key, 3, method="cached", with_log_prob=True)
+    np.testing.assert_array_equal(naive, cached)
+    assert naive.shape == (3, *shape) and naive.dtype == jnp.int32
+    # The samples' likelihood matches the sum of the log-probabilities the sampler drew with.
+    np.testing.assert_allclose(model.log_prob(params, cached), lp_cached, rtol=1e-5)
+    np.testing.assert_allclose(lp_naive, lp_cached, rtol=1e-5)
+    assert model.default_sample_method == "cached"
+
+
+def test_different_keys_different_samples(rng):
+    model = tiny((4, 4, 1))
+    params = model.init(rng)
+    a = model.sample(params, jax.random.key(0), 4)
+    b = model.sample(params, jax.random.key(1), 4)
+    assert not np.array_equal(a, b)
+
+
+def test_class_label_changes_logits(rng):
+    model = tiny((3, 3, 1), num_classes=4)
+    params = _randomize(model.init(rng), jax.random.key(1))
+    x = jnp.zeros((2, 3, 3, 1), jnp.int32)
+    out = model.apply(params, x, jnp.array([0, 3], jnp.int32))
+    assert not np.allclose(out[0], out[1])
+    s = model.sample(params, jax.random.key(0), 2, cond=jnp.array([1, 2], jnp.int32))
+    assert s.shape == (2, 3, 3, 1)
+
+
+class TestBadInput:
+    model = tiny((3, 3, 1))
+    params = model.init(jax.random.key(0))
+
+    def test_wrong_shape(self):
+        with pytest.raises(ValueError, match=r"expected x of shape \(batch, 3, 3, 1\).*\(2, 3, 3\)"):
+            self.model.log_prob(self.params, jnp.zeros((2, 3, 3), jnp.int32))
+
+    def test_wrong_dtype(self):
+        with pytest.raises(ValueError, match="integer.*float32"):
+            self.model.log_prob(self.params, jnp.zeros((2, 3, 3, 1), jnp.float32))
+
+    @pytest.mark.parametrize("value", [-1, 4])
+    def test_values_out_of_range(self, value):
+        x = jnp.zeros((2, 3, 3, 1), jnp.int32).at[1, 2, 2, 0].set(value)
+        with pytest.raises(ValueError, match=r"values in \[0, 4\)"):
+            self.model.log_prob(self.params, x)
+
+    def test_cond_for_unconditional_model(self):
+        with pytest.raises(ValueError, match="unconditional"):
+            self.model.log_prob(self.params, jnp.zeros((1, 3, 3, 1), jnp.int32), jnp.zeros(1))
+
+    def test_missing_and_bad_labels(self):
+        model = tiny((3, 3, 1), num_classes=3)
+        params = model.init(jax.random.key(0))
+        x = jnp.zeros((2, 3, 3, 1), jnp.int32)
+        with pytest.raises(ValueError, match="expected cond"):
+            model.log_prob(params, x)
+        with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+            model.log_prob(params, x, jnp.array([0, 3], jnp.int32))
+
+    def test_unknown_model_and_hparam(self):
+        with pytest.raises(ValueError, match="unknown model 'pixelcnnn'.*'pixelcnn'"):
+            jaxar.create("pixelcnnn")
+        with pytest.raises(ValueError, match="unknown hyperparameter.*'width'.*features"):
+            jaxar.create("pixelcnn", width=3)
+
+    def test_unknown_sampling_method(self):
+        with pytest.raises(ValueError, match="unknown sampling method 'fast'"):
+            self.model.sample(self.params, jax.random.key(0), 1, method="fast")
+
+    def test_features_not_divisible_by_colour_groups(self):
+        with pytest.raises(ValueError, match="divisible"):
+            jaxar.create("pixelcnn", image_shape=(4, 4, 3), features=10)
