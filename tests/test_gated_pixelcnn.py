@@ -1,0 +1,311 @@
+"""Gated PixelCNN: causality, no blind spot, exact normalisation, conditioning, cached sampler."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxar
+from jaxar.models.gated_pixelcnn import GatedPixelCNN
+from jaxar.nn.gated import gate, gated_channel_mask
+
+# Differences below this are float32 rounding (batch elements of one conv are not always summed
+# bit-identically); real dependences in these tiny random networks are orders larger.
+ZERO = 1e-5
+
+
+def randomize(params, key, scale=0.3):
+    """Perturb every parameter (biases and class embeddings included) by random noise."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [
+            p + scale * jax.random.normal(k, p.shape, p.dtype)
+            for p, k in zip(leaves, keys, strict=True)
+        ]
+    )
+
+
+def dependence(model, params, x, cond=None):
+    """``dep[d, e]``: how much perturbing flat dimension ``d`` of ``x`` (one example) changes the
+    logits of the conditional of flat dimension ``e`` (max abs over levels)."""
+    d = model.num_dims
+    base = x.reshape(-1)
+    shift = model.num_levels // 2
+    perturbed = [base.at[i].set((base[i] + shift) % model.num_levels) for i in range(d)]
+    xs = jnp.stack([base, *perturbed])
+    if cond is not None:
+        cond = jax.tree.map(lambda c: jnp.repeat(c, d + 1, axis=0), cond)
+    logits = jax.jit(model.apply)(params, xs.reshape((d + 1, *model.event_shape)), cond)
+    logits = logits.reshape(d + 1, d, -1)
+    return np.asarray(jnp.abs(logits[1:] - logits[:1]).max(axis=-1))
+
+
+def make(name="gated_pixelcnn", seed=0, **hp):
+    model = jaxar.models.create(name, **hp)
+    params = randomize(model.init(jax.random.key(seed)), jax.random.key(seed + 1))
+    return model, params
+
+
+RGB = dict(
+    image_shape=(3, 4, 3),
+    num_levels=4,
+    features=12,
+    num_layers=3,
+    first_kernel=3,
+    kernel=3,
+    output_features=24,
+)
+COND = dict(RGB, num_classes=3, cond_dim=2, cond_map_channels=2, num_layers=3, features=6)
+
+
+def full_cond(model, batch, key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    h, w, _ = model.event_shape
+    return {
+        "label": jax.random.randint(k1, (batch,), 0, model.num_classes),
+        "vector": jax.random.normal(k2, (batch, model.cond_dim)),
+        "map": jax.random.normal(k3, (batch, h, w, model.cond_map_channels)),
+    }
+
+
+# ---------------------------------------------------------------------------- layers
+def test_gate_and_channel_mask():
+    x = jnp.array([[0.5, -1.0, 2.0, 0.0]])
+    np.testing.assert_allclose(gate(x), jnp.tanh(x[:, :2]) * jax.nn.sigmoid(x[:, 2:]), rtol=1e-6)
+    m = gated_channel_mask(3, 6, "A", 3)
+    assert m.shape == (3, 12)
+    np.testing.assert_array_equal(m[:, :6], m[:, 6:])  # both gate halves share the groups
+    np.testing.assert_array_equal(m[:, :6], [[0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1], [0] * 6])
+
+
+# ---------------------------------------------------------------------------- causality
+def test_causal_and_dependent_per_dimension_rgb():
+    """Perturbing dimension d changes no conditional <= d and every conditional > d."""
+    model, params = make(**RGB)
+    x = jax.random.randint(jax.random.key(2), (1, *model.event_shape), 0, model.num_levels)
+    dep = dependence(model, params, x)
+    d = model.num_dims
+    earlier_or_same = dep[np.tril_indices(d)]
+    later = dep[np.triu_indices(d, 1)]
+    assert earlier_or_same.max() < ZERO, np.argwhere(np.tril(dep) >= ZERO)
+    assert later.min() > ZERO, np.argwhere(np.triu(dep, 1) + np.tril(np.ones_like(dep)) <= ZERO)
+
+
+def test_causal_with_all_conditioning():
+    model, params = make(**COND)
+    x = jax.random.randint(jax.random.key(3), (1, *model.event_shape), 0, model.num_levels)
+    dep = dependence(model, params, x, full_cond(model, 1, jax.random.key(4)))
+    assert dep[np.tril_indices(model.num_dims)].max() < ZERO
+
+
+def _unseen_earlier_pixels(model, params, x):
+    """(position, earlier pixel) pairs where changing the pixel leaves the conditional."""
+    h, w, _ = model.event_shape
+    dep = dependence(model, params, x)
+    return [(p, q) for p, q in itertools.combinations(range(h * w), 2) if dep[p, q] <= ZERO]
+
+
+def test_no_blind_spot_unlike_pixelcnn():
+    """Every earlier pixel reaches every conditional of the Gated PixelCNN; the plain PixelCNN
+    with the same kernels and depth misses the pixels up and to the right (its blind spot)."""
+    small = dict(image_shape=(4, 4, 1), num_levels=4, first_kernel=3, kernel=3)
+    gated, gp = make(**small, features=8, num_layers=3, output_features=16)
+    plain, pp = make("pixelcnn", **small, features=8, num_blocks=3, output_features=16)
+    x = jax.random.randint(jax.random.key(5), (1, 4, 4, 1), 0, 4)
+    assert _unseen_earlier_pixels(gated, gp, x) == []
+    missed = _unseen_earlier_pixels(plain, pp, x)
+    # (1, 3) is up-and-right of (2, 1), beyond the plain stack's reach at any depth.
+    assert (1 * 4 + 3, 2 * 4 + 1) in missed
+
+
+# ---------------------------------------------------------------------------- likelihood
+@pytest.mark.parametrize("num_classes", [0, 2])
+def test_exact_normalisation(num_classes):
+    model, params = make(
+        image_shape=(2, 2, 1),
+        num_levels=2,
+        features=4,
+        num_layers=2,
+        first_kernel=3,
+        output_features=4,
+        num_classes=num_classes,
+    )
+    images = jnp.array(list(itertools.product([0, 1], repeat=4)), jnp.int32).reshape(16, 2, 2, 1)
+    cond = jnp.ones((16,), jnp.int32) if num_classes else None
+    total = jax.nn.logsumexp(model.log_prob(params, images, cond))
+    assert abs(float(total)) < 1e-5
+
+
+def test_class_label_changes_logits():
+    model, params = make(**dict(RGB, num_classes=3, num_layers=2))
+    x = jnp.zeros((2, *model.event_shape), jnp.int32)
+    logits = model.apply(params, x, jnp.array([0, 2], jnp.int32))
+    assert float(jnp.abs(logits[0] - logits[1]).max()) > 1e-3
+    # Labels also act at the very first conditional, which sees no pixels.
+    assert float(jnp.abs(logits[0, 0, 0, 0] - logits[1, 0, 0, 0]).max()) > 1e-3
+
+
+def test_vector_and_map_change_logits():
+    model, params = make(**COND)
+    x = jnp.zeros((1, *model.event_shape), jnp.int32)
+    cond = full_cond(model, 1, jax.random.key(0))
+    base = model.apply(params, x, cond)
+    for key in ("vector", "map"):
+        other = dict(cond, **{key: cond[key] + 1.0})
+        assert float(jnp.abs(model.apply(params, x, other) - base).max()) > 1e-3
+
+
+def test_bfloat16_compute():
+    model, params = make(**dict(RGB, dtype="bfloat16", num_layers=2))
+    x = jnp.ones((2, *model.event_shape), jnp.int32)
+    lp = model.log_prob(params, x)
+    assert lp.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(lp)))
+
+
+# ---------------------------------------------------------------------------- cached sampler
+def teacher_forced_logits(model, params, x, cond=None):
+    """Run the cached step over every dimension, feeding ``x``'s dimensions before the step
+    (later ones zero, as the sampler has them): logits ``(B, D, L)``."""
+    b, d = x.shape[0], model.num_dims
+    x_flat = x.reshape(b, d)
+
+    @jax.jit
+    def run(params, x_flat, cond):
+        def body(cache, step):
+            seen = jnp.where(jnp.arange(d) < step, x_flat, 0)
+            logits, cache = model.cached_step(params, cache, seen, step, cond)
+            return cache, logits
+
+        cache = model.init_cache(params, b, cond)
+        _, out = jax.lax.scan(body, cache, jnp.arange(d))
+        return out.transpose(1, 0, 2)
+
+    return run(params, x_flat, cond)
+
+
+def test_cached_step_matches_full_forward_with_conditioning():
+    model, params = make(**COND)
+    x = jax.random.randint(jax.random.key(6), (2, *model.event_shape), 0, model.num_levels)
+    cond = full_cond(model, 2, jax.random.key(7))
+    full = model.apply(params, x, cond).reshape(2, model.num_dims, -1)
+    cached = teacher_forced_logits(model, params, x, cond)
+    rel = float(jnp.abs(cached - full).max() / jnp.abs(full).max())
+    assert rel < 1e-5, rel
+
+
+def test_cached_step_matches_full_forward_grey_wide_kernels():
+    model, params = make(
+        image_shape=(4, 6, 1),
+        num_levels=5,
+        features=8,
+        num_layers=3,
+        first_kernel=5,
+        kernel=5,
+        output_features=8,
+        num_classes=2,
+    )
+    x = jax.random.randint(jax.random.key(8), (2, 4, 6, 1), 0, 5)
+    labels = jnp.array([1, 0], jnp.int32)
+    full = model.apply(params, x, labels).reshape(2, model.num_dims, -1)
+    cached = teacher_forced_logits(model, params, x, labels)
+    assert float(jnp.abs(cached - full).max() / jnp.abs(full).max()) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def sampled():
+    model, params = make(**dict(RGB, num_classes=3, num_layers=2, features=6, output_features=6))
+    labels = jnp.array([0, 1, 2], jnp.int32)
+    key = jax.random.key(11)
+    cached, logp = model.sample(params, key, 3, labels, with_log_prob=True)
+    naive = model.sample(params, key, 3, labels, method="naive")
+    return model, params, labels, cached, logp, naive
+
+
+def test_conditional_sampling_end_to_end(sampled):
+    model, _, _, cached, logp, _ = sampled
+    assert model.default_sample_method == "cached"
+    assert cached.shape == (3, *model.event_shape) and cached.dtype == jnp.int32
+    assert int(cached.min()) >= 0 and int(cached.max()) < model.num_levels
+    assert logp.shape == (3,) and bool(jnp.all(jnp.isfinite(logp)))
+
+
+def test_cached_and_naive_samples_identical(sampled):
+    _, _, _, cached, _, naive = sampled
+    np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
+
+
+def test_sample_log_prob_matches_model(sampled):
+    model, params, labels, cached, logp, _ = sampled
+    np.testing.assert_allclose(model.log_prob(params, cached, labels), logp, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- contract
+def test_registered_and_hparams():
+    assert "gated_pixelcnn" in jaxar.models.names()
+    model = jaxar.models.create(
+        "gated_pixelcnn", image_shape=(4, 4, 3), num_levels=8, features=6, output_features=6
+    )
+    assert isinstance(model, GatedPixelCNN)
+    assert model.sample_methods == ("cached", "naive")
+    assert model.hparams["image_shape"] == (4, 4, 3)
+    assert math.prod(model.event_shape) == model.num_dims == 48
+
+
+@pytest.mark.parametrize(
+    "hp, match",
+    [
+        (dict(image_shape=(4, 4)), "image_shape"),
+        (dict(image_shape=(4, 4, 3), features=16), "divisible by C=3"),
+        (dict(first_kernel=1), "first_kernel"),
+        (dict(kernel=4), "kernel"),
+        (dict(num_layers=0), "num_layers"),
+        (dict(cond_dim=-1), "cond_dim"),
+    ],
+)
+def test_bad_hparams(hp, match):
+    with pytest.raises(ValueError, match=match):
+        jaxar.models.create("gated_pixelcnn", **hp)
+
+
+def test_cond_forms_and_errors():
+    labels_only = jaxar.models.create("gated_pixelcnn", image_shape=(2, 2, 1), num_classes=4)
+    labels = jnp.array([1, 3], jnp.int32)
+    labels_only.check_cond(labels, 2)  # bare labels (what `jaxar sample --class` passes)
+    labels_only.check_cond({"label": labels}, 2)
+    assert labels_only.cond_from_batch({"x": None, "label": labels}) is labels
+    with pytest.raises(ValueError, match=r"in \[0, 4\)"):
+        labels_only.check_cond(jnp.array([0, 4], jnp.int32), 2)
+    with pytest.raises(ValueError, match="got None"):
+        labels_only.check_cond(None, 2)
+    with pytest.raises(ValueError, match="lacks"):
+        labels_only.cond_from_batch({"x": None})
+
+    vec = jaxar.models.create("gated_pixelcnn", image_shape=(2, 2, 1), num_classes=4, cond_dim=3)
+    good = {"label": labels, "vector": jnp.zeros((2, 3))}
+    vec.check_cond(good, 2)
+    assert set(vec.cond_from_batch({"x": None, "label": labels, "vector": good["vector"]})) == {
+        "label",
+        "vector",
+    }
+    with pytest.raises(ValueError, match="as a dict"):
+        vec.check_cond(labels, 2)
+    with pytest.raises(ValueError, match="keys"):
+        vec.check_cond({"label": labels}, 2)
+    with pytest.raises(ValueError, match=r"float shape \(2, 3\)"):
+        vec.check_cond({"label": labels, "vector": jnp.zeros((2, 4))}, 2)
+    with pytest.raises(ValueError, match="NaN"):
+        vec.check_cond({"label": labels, "vector": jnp.full((2, 3), jnp.nan)}, 2)
+
+    spatial = jaxar.models.create("gated_pixelcnn", image_shape=(2, 3, 1), cond_map_channels=2)
+    spatial.check_cond({"map": jnp.zeros((2, 2, 3, 2))}, 2)
+    with pytest.raises(ValueError, match=r"float shape \(2, 2, 3, 2\)"):
+        spatial.check_cond({"map": jnp.zeros((2, 3, 2, 2))}, 2)
+
+    plain = jaxar.models.create("gated_pixelcnn", image_shape=(2, 2, 1))
+    assert plain.dummy_cond(2) is None and plain.cond_from_batch({"x": None, "label": 1}) is None
+    with pytest.raises(ValueError, match="unconditional"):
+        plain.check_cond(labels, 2)
