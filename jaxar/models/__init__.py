@@ -4,6 +4,7 @@
 :mod:`jaxar.models.base` for the contract. Importing this package registers every family.
 """
 
+from jaxar.models import gated_pixelcnn  # noqa: F401  (registers "gated_pixelcnn")
 from jaxar.models import pixelcnn  # noqa: F401  (registers "pixelcnn")
 from jaxar.models import wavenet  # noqa: F401  (registers "wavenet")
 from jaxar.models.base import AutoregressiveModel
