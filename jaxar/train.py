@@ -111,23 +111,40 @@ def build_model(config: ml_collections.ConfigDict, info) -> models.Autoregressiv
     return model
 
 
-def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Adam (AdamW with weight decay) with warmup and a constant/cosine/exponential schedule."""
+def make_schedule(config) -> optax.Schedule:
+    """Linear warmup from 0, then constant, cosine (to 0 at ``num_steps``) or exponential decay.
+
+    Written out (rather than composed from optax's schedules) so that it runs under strict
+    dtype promotion.
+    """
     o = config.optim
-    warmup = max(int(o.warmup_steps), 0)
-    if o.schedule == "constant":
-        decay = optax.constant_schedule(o.learning_rate)
-    elif o.schedule == "cosine":
-        decay = optax.cosine_decay_schedule(o.learning_rate, max(config.num_steps - warmup, 1))
-    elif o.schedule == "exponential":
-        decay = optax.exponential_decay(o.learning_rate, 1, o.decay_rate)
-    else:
+    if o.schedule not in ("constant", "cosine", "exponential"):
         raise ValueError(
             f"unknown optim.schedule {o.schedule!r}; expected constant, cosine or exponential"
         )
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, o.learning_rate, warmup), decay], [warmup]
-    ) if warmup else decay
+    lr, warmup = float(o.learning_rate), max(int(o.warmup_steps), 0)
+    span = float(max(int(config.num_steps) - warmup, 1))
+
+    def schedule(count):
+        t = jnp.asarray(count).astype(jnp.float32)
+        after = jnp.maximum(t - warmup, 0.0)
+        if o.schedule == "constant":
+            value = jnp.full_like(t, lr)
+        elif o.schedule == "cosine":
+            value = lr * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(after / span, 1.0)))
+        else:
+            value = lr * jnp.power(jnp.float32(o.decay_rate), after)
+        if warmup:
+            value = jnp.where(t < warmup, lr * t / warmup, value)
+        return value
+
+    return schedule
+
+
+def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Adam (AdamW with weight decay) with the schedule of :func:`make_schedule`."""
+    o = config.optim
+    schedule = make_schedule(config)
     chain = []
     if o.grad_clip:
         chain.append(optax.clip_by_global_norm(o.grad_clip))
@@ -182,9 +199,13 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
             zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
             (loss, grads), _ = jax.lax.scan(acc, zeros, (jnp.arange(grad_accum_steps), micro))
             loss, grads = jax.tree.map(lambda t: t / grad_accum_steps, (loss, grads))
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        # optax mixes Python floats with int32 step counts (Adam's bias correction), which
+        # strict dtype promotion rejects; jaxar's own code stays strict.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         ema = state.ema_params
         if ema is not None:
@@ -198,7 +219,7 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
                 (state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step
             ),
         )
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": grad_norm}
         return new, metrics
 
     return step_fn
@@ -226,6 +247,7 @@ def evaluate(model, params, source, *, batch_size: int, binarize: str = "", mesh
     parallel.check_batch_size(batch_size, mesh, "eval_batch_size")
     if eval_step is None:
         eval_step = jax.jit(make_eval_step(model))
+    params = jax.device_put(params, parallel.replicated(mesh))
     total, count = 0.0, 0.0
     n_proc, idx = jax.process_count(), jax.process_index()
     for k, batch in enumerate(eval_batches(source, batch_size=batch_size, binarize=binarize,

@@ -55,8 +55,11 @@ class _DynamicBinarize(grain.transforms.RandomMap):
 def _static_binarize(ds: grain.MapDataset, num_levels: int, seed: int) -> grain.MapDataset:
     """One fixed draw per source example, whatever the epoch or the order it is read in."""
 
+    n = len(ds)
+
     def draw(index: int, element: dict) -> dict:
-        rng = np.random.default_rng([seed, index])
+        # Repeated datasets pass indices past the end (epoch * n + i): key on i alone.
+        rng = np.random.default_rng([seed, index % n])
         return {**element, "x": _bernoulli(element["x"], num_levels, rng)}
 
     return ds.map_with_index(draw)

@@ -1,0 +1,116 @@
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from jaxar.data import load
+from jaxar.data.pipeline import eval_batches, train_batches
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def test_digits_fixed_split():
+    train, test = load("digits", "train"), load("digits", "test")
+    assert (len(train), len(test)) == (1500, 297)
+    assert train.info.event_shape == (8, 8, 1) and train.info.num_levels == 17
+    x = np.stack([train[i]["x"] for i in range(len(train))])
+    assert x.dtype == np.uint8 and x.max() == 16
+    again = load("digits", "test")
+    np.testing.assert_array_equal(test[5]["x"], again[5]["x"])
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    src = load("digits", "train")
+    full = train_batches(src, batch_size=32, seed=3)
+    first = [next(full) for _ in range(60)]  # crosses the epoch boundary at 46.9 batches
+    resumed = train_batches(src, batch_size=32, seed=3, start_step=45)
+    for k in range(45, 60):
+        np.testing.assert_array_equal(first[k]["x"], next(resumed)["x"])
+    other = next(train_batches(src, batch_size=32, seed=4))
+    assert not np.array_equal(other["x"], first[0]["x"])
+
+
+def test_every_example_once_per_epoch_and_per_process_shards():
+    src = load("digits", "train")
+    n = len(src)  # 1500 = 2 processes x 25 batches x 30
+    shards = [
+        train_batches(src, batch_size=60, seed=0, process_index=i, process_count=2)
+        for i in range(2)
+    ]
+    labels_seen = []
+    for it in shards:
+        xs = np.concatenate([next(it)["x"] for _ in range(n // 60)])
+        labels_seen.append(xs.reshape(len(xs), -1))
+    seen = np.concatenate(labels_seen)
+    all_x = np.stack([src[i]["x"] for i in range(n)]).reshape(n, -1)
+    key = lambda a: sorted(map(bytes, a))  # noqa: E731
+    assert key(seen) == key(all_x)
+
+
+def test_binarization_dynamic_vs_static():
+    src = load("digits", "train")
+    n = len(src)
+    for mode in ("dynamic", "static"):
+        it = train_batches(src, batch_size=n // 3, seed=0, binarize=mode)
+        epochs = [np.concatenate([next(it)["x"] for _ in range(3)]) for _ in range(2)]
+        assert set(np.unique(epochs[0])) == {0, 1}
+        # Compare the same examples (the label + index order differs per epoch): sort rows.
+        a, b = (sorted(map(bytes, e.reshape(n, -1))) for e in epochs)
+        assert (a == b) == (mode == "static")
+
+
+def test_eval_batches_cover_split_once_with_padding():
+    test = load("digits", "test")
+    batches = list(eval_batches(test, batch_size=100))
+    assert [b["mask"].sum() for b in batches] == [100, 100, 97]
+    assert all(b["x"].shape == (100, 8, 8, 1) for b in batches)
+    np.testing.assert_array_equal(batches[2]["x"][97:], 0)
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Debian's dataset-fashion-mnist")
+def test_fashion_mnist_idx():
+    test = load(f"idx:{FASHION}", "test")
+    assert len(test) == 10_000
+    assert test.info.event_shape == (28, 28, 1) and test.info.num_classes == 10
+    assert 0 <= test[0]["label"] < 10
+
+
+def _write_idx(path, array, magic_dtype=0x08):
+    header = bytes([0, 0, magic_dtype, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def test_idx_roundtrip_and_errors(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 256, (5, 4, 3), dtype=np.uint8)
+    labels = np.arange(5, dtype=np.uint8)
+    for split, (i, lab) in {
+        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    }.items():
+        _write_idx(tmp_path / i, imgs)
+        _write_idx(tmp_path / lab, labels)
+    src = load(f"idx:{tmp_path}", "train")
+    np.testing.assert_array_equal(src[2]["x"][..., 0], imgs[2])
+    # A truncated file is reported by name with what was expected.
+    with gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + (5).to_bytes(4, "big") + (4).to_bytes(4, "big") * 2)
+    with pytest.raises(ValueError, match="t10k-images.*truncated"):
+        load(f"idx:{tmp_path}", "test")
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load(f"idx:{tmp_path / 'missing'}", "train")
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*digits.*idx:ARG"):
+        load("mnist", "train")
+    with pytest.raises(ValueError, match="unknown split 'valid'"):
+        load("digits", "valid")
+
+
+def test_tfds_missing_data_says_how_to_build(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tfds build mnist"):
+        load("tfds:mnist", "train", data_dir=str(tmp_path))
