@@ -17,16 +17,22 @@ from jaxar.nn.gated import gate, gated_channel_mask
 ZERO = 1e-5
 
 
-def randomize(params, key, scale=0.3):
-    """Perturb every parameter (biases and class embeddings included) by random noise."""
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    return treedef.unflatten(
-        [
-            p + scale * jax.random.normal(k, p.shape, p.dtype)
-            for p, k in zip(leaves, keys, strict=True)
-        ]
-    )
+def random_params(model, seed):
+    """Random parameters for ``model``, every bias and embedding nonzero.
+
+    Kernels are drawn with standard deviation ``1/sqrt(fan_in)``, everything else with 0.3. The
+    shapes come from tracing ``init`` (``jax.eval_shape``), and the values from NumPy, so no
+    initialiser is compiled: on a shared CPU that keeps these tests in seconds.
+    """
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+
+    def draw(path, leaf):
+        name = getattr(path[-1], "key", "")
+        std = 1.0 / math.sqrt(math.prod(leaf.shape[:-1])) if name == "kernel" else 0.3
+        return jnp.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def dependence(model, params, x, cond=None):
@@ -46,8 +52,7 @@ def dependence(model, params, x, cond=None):
 
 def make(name="gated_pixelcnn", seed=0, **hp):
     model = jaxar.models.create(name, **hp)
-    params = randomize(model.init(jax.random.key(seed)), jax.random.key(seed + 1))
-    return model, params
+    return model, random_params(model, seed)
 
 
 RGB = dict(
@@ -143,7 +148,7 @@ def test_exact_normalisation(num_classes):
 def test_class_label_changes_logits():
     model, params = make(**dict(RGB, num_classes=3, num_layers=2))
     x = jnp.zeros((2, *model.event_shape), jnp.int32)
-    logits = model.apply(params, x, jnp.array([0, 2], jnp.int32))
+    logits = jax.jit(model.apply)(params, x, jnp.array([0, 2], jnp.int32))
     assert float(jnp.abs(logits[0] - logits[1]).max()) > 1e-3
     # Labels also act at the very first conditional, which sees no pixels.
     assert float(jnp.abs(logits[0, 0, 0, 0] - logits[1, 0, 0, 0]).max()) > 1e-3
@@ -153,10 +158,11 @@ def test_vector_and_map_change_logits():
     model, params = make(**COND)
     x = jnp.zeros((1, *model.event_shape), jnp.int32)
     cond = full_cond(model, 1, jax.random.key(0))
-    base = model.apply(params, x, cond)
+    apply = jax.jit(model.apply)
+    base = apply(params, x, cond)
     for key in ("vector", "map"):
         other = dict(cond, **{key: cond[key] + 1.0})
-        assert float(jnp.abs(model.apply(params, x, other) - base).max()) > 1e-3
+        assert float(jnp.abs(apply(params, x, other) - base).max()) > 1e-3
 
 
 def test_bfloat16_compute():
@@ -191,7 +197,7 @@ def test_cached_step_matches_full_forward_with_conditioning():
     model, params = make(**COND)
     x = jax.random.randint(jax.random.key(6), (2, *model.event_shape), 0, model.num_levels)
     cond = full_cond(model, 2, jax.random.key(7))
-    full = model.apply(params, x, cond).reshape(2, model.num_dims, -1)
+    full = jax.jit(model.apply)(params, x, cond).reshape(2, model.num_dims, -1)
     cached = teacher_forced_logits(model, params, x, cond)
     rel = float(jnp.abs(cached - full).max() / jnp.abs(full).max())
     assert rel < 1e-5, rel
@@ -210,7 +216,7 @@ def test_cached_step_matches_full_forward_grey_wide_kernels():
     )
     x = jax.random.randint(jax.random.key(8), (2, 4, 6, 1), 0, 5)
     labels = jnp.array([1, 0], jnp.int32)
-    full = model.apply(params, x, labels).reshape(2, model.num_dims, -1)
+    full = jax.jit(model.apply)(params, x, labels).reshape(2, model.num_dims, -1)
     cached = teacher_forced_logits(model, params, x, labels)
     assert float(jnp.abs(cached - full).max() / jnp.abs(full).max()) < 1e-5
 
