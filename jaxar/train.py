@@ -186,8 +186,10 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
         if grad_accum_steps == 1:
             loss, grads = loss_and_grad(state.params, batch, rng)
         else:
+            # Micro-batch i is rows i::k, so every device holds an equal share of each.
             micro = jax.tree.map(
-                lambda v: v.reshape(grad_accum_steps, v.shape[0] // grad_accum_steps, *v.shape[1:]),
+                lambda v: v.reshape(v.shape[0] // grad_accum_steps, grad_accum_steps, *v.shape[1:])
+                .swapaxes(0, 1),
                 batch,
             )
 
@@ -291,20 +293,22 @@ def sample_cond(model, num: int, class_label: int | None = None):
     return jnp.arange(num, dtype=jnp.int32) % model.num_classes
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
     """Train the configured model, resuming from ``workdir`` if it holds a checkpoint.
 
-    Returns the last evaluation's metrics.
+    ``devices`` (default: every device of the job) form the data-parallel mesh. Returns the
+    last evaluation's metrics.
     """
     parallel.initialize(config.get("distributed", False))
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    mesh = parallel.make_mesh()
+    mesh = parallel.make_mesh(devices)
     parallel.check_batch_size(config.batch_size, mesh)
-    if config.batch_size % (config.grad_accum_steps * jax.process_count()):
+    k = config.grad_accum_steps
+    if k < 1 or config.batch_size % k or (config.batch_size // k) % mesh.size:
         raise ValueError(
-            f"batch_size={config.batch_size} must be divisible by grad_accum_steps="
-            f"{config.grad_accum_steps} times the {jax.process_count()} processes"
+            f"batch_size={config.batch_size} must split into grad_accum_steps={k} "
+            f"micro-batches that each divide over the {mesh.size} devices"
         )
     train_src, test_src, info = _load_data(config)
     model = build_model(config, info)
@@ -394,12 +398,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         writer.close()
 
     if is_main:
+        # Replicated weights: every process holds a whole copy; sample from the local one.
+        local_params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state.eval_params)
         records = read_jsonl(writer.path)
         reporting.save_curves(records, os.path.join(workdir, "curves.png"))
         if config.num_samples:
             key = jax.random.fold_in(rng, config.num_steps)
             samples = model.sample(
-                state.eval_params, key, config.num_samples,
+                local_params, key, config.num_samples,
                 cond=sample_cond(model, config.num_samples),
                 method=config.sample_method or None,
             )
