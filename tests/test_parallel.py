@@ -60,4 +60,4 @@ def test_bfloat16_compute_trains_like_float32(tmp_path):
 
 def test_batch_that_does_not_divide(tmp_path):
     with pytest.raises(ValueError, match="micro-batches that each divide over the 4 devices"):
-        train.train_and_evaluate(tiny_config(grad_accum_steps=3, batch_size=36), str(tmp_path))
+        train.train_and_evaluate(tiny_config(grad_accum_steps=4, batch_size=24), str(tmp_path))
