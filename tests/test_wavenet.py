@@ -95,7 +95,7 @@ def test_causal_conv_step_path_equals_full_path():
     np.testing.assert_allclose(full, want, rtol=1e-5, atol=1e-5)
 
     _, cache = conv.apply({"params": params}, x[:, 0], jnp.int32(0), mutable=["cache"])
-    assert cache["cache"]["queue"].shape == (2, 4, 2, 3)  # dilation * (kernel - 1) entries
+    assert cache["cache"]["ring"].shape == (8, 2, 3)  # dilation * (kernel - 1) entries
     cache = jax.tree.map(jnp.zeros_like, cache["cache"])
 
     def body(cache, t):
@@ -230,3 +230,16 @@ def test_mu_law_round_trip():
     assert (
         int(mu_law_encode(jnp.float32(-1.0))) == 0 and int(mu_law_encode(jnp.float32(1.0))) == 255
     )
+
+
+def test_inverse_cdf_sampling_draws_the_softmax():
+    from jaxar.models.wavenet import InverseCdfCategorical
+
+    dist = InverseCdfCategorical(5)
+    logits = jnp.log(jnp.asarray([[0.1, 0.0, 0.6, 0.25, 0.05]] * 4000, jnp.float32))
+    draws = np.concatenate(
+        [np.asarray(dist.sample_step(jax.random.key(s), logits))[:, 0] for s in range(5)]
+    )
+    freq = np.bincount(draws, minlength=5) / len(draws)
+    assert freq[1] == 0.0  # a zero-probability level is never drawn
+    np.testing.assert_allclose(freq, [0.1, 0.0, 0.6, 0.25, 0.05], atol=0.01)

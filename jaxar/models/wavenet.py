@@ -44,7 +44,7 @@ from jaxar.models.base import AutoregressiveModel, _is_concrete
 from jaxar.models.registry import register
 from jaxar.nn.wavenet import ResidualBlock, receptive_field
 
-__all__ = ["UPSAMPLE_MODES", "Upsample", "WaveNet", "WaveNetNet"]
+__all__ = ["UPSAMPLE_MODES", "InverseCdfCategorical", "Upsample", "WaveNet", "WaveNetNet"]
 
 UPSAMPLE_MODES = ("repeat", "transposed")
 
@@ -56,6 +56,24 @@ def _split_cond(cond):
     if isinstance(cond, dict):
         return cond.get("label"), cond.get("features")
     return cond, None
+
+
+class InverseCdfCategorical(Categorical):
+    """:class:`~jaxar.distributions.Categorical` drawing by inverting the CDF.
+
+    One uniform per example instead of the ``num_levels`` Gumbel draws of
+    ``jax.random.categorical``: on CPU the PRNG, not the network, otherwise dominates a cached
+    WaveNet step. The CDF is a matmul with an upper-triangular matrix of ones. Exact: value
+    ``i`` is drawn with probability ``softmax(logits)_i`` (up to float32 rounding of the CDF).
+    """
+
+    def sample_step(self, key: jax.Array, logits: jnp.ndarray) -> jnp.ndarray:
+        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        upper = jnp.triu(jnp.ones((self.num_levels, self.num_levels), jnp.float32))
+        cdf = probs @ upper  # cdf[:, i] = sum_{j <= i} probs[:, j]
+        u = jax.random.uniform(key, (logits.shape[0], 1), jnp.float32) * cdf[:, -1:]
+        values = jnp.sum((cdf <= u).astype(jnp.int32), axis=-1, keepdims=True)
+        return jnp.minimum(values, self.num_levels - 1)
 
 
 class Upsample(nn.Module):
@@ -371,7 +389,7 @@ def wavenet(
     return WaveNet(
         name="wavenet",
         net=net,
-        distribution=Categorical(num_levels),
+        distribution=InverseCdfCategorical(num_levels),
         event_shape=(int(length),),
         num_levels=num_levels,
         num_classes=num_classes,

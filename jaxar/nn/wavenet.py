@@ -117,12 +117,20 @@ class CausalConv1D(nn.Module):
         batch, c = x.shape
         if k == 1:
             return x @ kernel[0]
-        queue = self.variable("cache", "queue", jnp.zeros, (batch, d, k - 1, c), self.dtype)
-        row_id = step % d
-        row = lax.dynamic_index_in_dim(queue.value, row_id, axis=1, keepdims=False)  # (B,k-1,C)
-        taps = jnp.concatenate([row, x[:, None, :]], axis=1)  # times t-(k-1)d, ..., t-d, t
-        y = taps.reshape(batch, k * c) @ kernel.reshape(k * c, self.features)
-        queue.value = lax.dynamic_update_index_in_dim(queue.value, taps[:, 1:], row_id, axis=1)
+        # Time-major ring buffer: slot s holds the latest input at a time = s mod (k-1)d. The
+        # input of step t is written at step t+1 (it waits in "pending"), before that step's
+        # reads, so the reads depend on the write and XLA updates the buffer in place; writing
+        # it after the reads would make XLA copy the whole buffer every step.
+        size = (k - 1) * d
+        ring = self.variable("cache", "ring", jnp.zeros, (size, batch, c), self.dtype)
+        pending = self.variable("cache", "pending", jnp.zeros, (batch, c), self.dtype)
+        buf = lax.dynamic_update_index_in_dim(ring.value, pending.value, (step - 1) % size, 0)
+        taps = [
+            lax.dynamic_index_in_dim(buf, (step - (k - 1 - j) * d) % size, keepdims=False)
+            for j in range(k - 1)
+        ]  # the inputs at t - (k-1)d, ..., t - d
+        y = jnp.concatenate([*taps, x], axis=-1) @ kernel.reshape(k * c, self.features)
+        ring.value, pending.value = buf, x
         return y
 
 

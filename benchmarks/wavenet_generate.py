@@ -1,0 +1,155 @@
+"""WaveNet generation speed: fast (cached, Paine et al. 2016) against naive recomputation.
+
+The paper-sized model: 30 layers (3 cycles of dilations 1, 2, ..., 512), kernel 3, 64 residual,
+128 gate (two halves of 64) and 64 skip channels, 256 mu-law classes; random weights (speed
+does not depend on them). For each batch size it reports samples per second (batch x time
+steps / wall time), the compile time separately, warm-up excluded; the time is the best of
+``--repeats`` runs, since other work on a shared machine only ever slows a run down.
+
+Naive generation re-runs the whole network over the whole sequence at every step, so its cost
+per step is the same at every position; it is timed over ``--naive-steps`` steps and
+extrapolated to the full length (labelled so in the table).
+
+    python benchmarks/wavenet_generate.py                # prints a markdown table
+    python benchmarks/wavenet_generate.py --write        # and appends it to BENCHMARKS.md
+
+Reference: r9y9/wavenet_vocoder's cached generation of this model runs at 403 samples/s at
+batch 1 and 2,511 samples/s at batch 16 on one core of the 2-core development machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+import jaxar
+from jaxar import sampling
+
+__all__ = ["main"]
+
+PAPER = dict(
+    num_levels=256, residual_channels=64, gate_channels=128, skip_channels=64, kernel_size=3,
+    num_cycles=3, layers_per_cycle=10,
+)  # fmt: skip
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _timed(fn, *args, repeats: int) -> tuple[float, float]:
+    """(compile seconds, best run seconds) of a jitted ``fn``; one warm-up run excluded."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))  # warm-up
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        runs.append(time.perf_counter() - t0)
+    return compile_s, min(runs), statistics.median(runs)
+
+
+def _naive_prefix(model, params, key, batch: int, steps: int):
+    """The first ``steps`` steps of naive sampling, exactly as ``sample(method="naive")``."""
+    forward = lambda x: model.apply(params, x)
+    step_fn = sampling.naive_step_fn(forward, model.distribution, model.event_shape)
+
+    def body(x, step):
+        logits, _ = step_fn((), x, step)
+        values = model.distribution.sample_step(jax.random.fold_in(key, step), logits)
+        return lax.dynamic_update_slice(x, values, (0, step)), None
+
+    x0 = jnp.zeros((batch, model.num_dims), jnp.int32)
+    return lax.scan(body, x0, jnp.arange(steps))[0]
+
+
+def run(length: int, batches, naive_steps: int, repeats: int, skip_naive: bool) -> list[dict]:
+    model = jaxar.create("wavenet", length=length, **PAPER)
+    params = model.init(jax.random.key(0))
+    key = jax.random.key(1)
+    rows = []
+    for b in batches:
+        sample = lambda p, k, b=b: model._sample(
+            p, k, None, num=b, method="cached", with_log_prob=False
+        )
+        c, best, med = _timed(sample, params, key, repeats=repeats)
+        rows.append(dict(method="cached", batch=b, steps=length, compile=c, best=best, med=med))
+        print(_row(rows[-1]), flush=True)
+    if not skip_naive:
+        for b in batches:
+            f = lambda p, k, b=b: _naive_prefix(model, p, k, b, naive_steps)
+            c, best, med = _timed(f, params, key, repeats=max(1, repeats // 2))
+            rows.append(
+                dict(method="naive", batch=b, steps=naive_steps, compile=c, best=best, med=med)
+            )
+            print(_row(rows[-1]), flush=True)
+    return rows
+
+
+def _row(r: dict) -> str:
+    rate = r["batch"] * r["steps"] / r["best"]
+    rate_med = r["batch"] * r["steps"] / r["med"]
+    note = f"timed over {r['steps']} steps, extrapolated" if r["method"] == "naive" else "full run"
+    return (
+        f"| {r['method']} | {r['batch']} | {rate:,.0f} | {rate_med:,.0f} | "
+        f"{1e6 * r['best'] / r['steps']:,.0f} | {r['compile']:.1f} | {note} |"
+    )
+
+
+def table(rows, length: int, repeats: int) -> str:
+    dev = jax.devices()[0]
+    head = [
+        f"### WaveNet generation, paper-sized model (30 layers, 64/128/64 channels, 256 classes),"
+        f" {length} samples",
+        "",
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; JAX "
+        f"{jax.__version__} on {dev.platform} ({dev.device_kind}); {_cpu_name()}, "
+        f"{os.cpu_count()} CPUs visible. Samples/s = batch x steps / wall time, best and median "
+        f"of {repeats} runs after a warm-up; compile time separate.",
+        "",
+        "| method | batch | samples/s (best) | samples/s (median) | us per step | compile s "
+        "| note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return "\n".join(head + [_row(r) for r in rows]) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--length", type=int, default=2000, help="samples generated per example")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--naive-steps", type=int, default=4, help="naive steps timed")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    rows = run(args.length, args.batches, args.naive_steps, args.repeats, args.skip_naive)
+    out = table(rows, args.length, args.repeats)
+    print()
+    print(out)
+    if args.write:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BENCHMARKS.md")
+        with open(path, "a") as f:
+            f.write("\n" + out)
+        print(f"appended to {os.path.normpath(path)}")
+
+
+if __name__ == "__main__":
+    main()
