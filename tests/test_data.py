@@ -114,3 +114,16 @@ def test_unknown_dataset_and_split():
 def test_tfds_missing_data_says_how_to_build(tmp_path):
     with pytest.raises(FileNotFoundError, match="tfds build mnist"):
         load("tfds:mnist", "train", data_dir=str(tmp_path))
+
+
+def test_tfds_data_source_through_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        src = load("tfds:mnist", "train")
+        assert len(src) == 40
+        assert src.info.event_shape == (28, 28, 1) and src.info.num_classes == 10
+        ex = src[3]
+        assert ex["x"].shape == (28, 28, 1) and ex["x"].dtype == np.uint8
+        batch = next(train_batches(src, batch_size=8, seed=0, binarize="dynamic"))
+        assert batch["x"].shape == (8, 28, 28, 1) and set(np.unique(batch["x"])) <= {0, 1}

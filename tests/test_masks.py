@@ -62,3 +62,25 @@ def test_first_layer_on_rgb_input():
 def test_bad_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         conv_mask(*args)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kh=st.integers(0, 3), kw=st.integers(0, 3), groups=st.sampled_from([1, 3]),
+    fin=st.integers(1, 3), fout=st.integers(1, 3), mask_type=st.sampled_from("AB"),
+)
+def test_mask_is_exactly_the_raster_order(kh, kw, groups, fin, fout, mask_type):
+    """Property: a weight is on iff its input dimension precedes (A) or may equal (B) the
+    output's in raster order with R < G < B."""
+    kh, kw, fin, fout = 2 * kh + 1, 2 * kw + 1, fin * groups, fout * groups
+    m = conv_mask((kh, kw), fin, fout, mask_type, groups)
+    gin, gout = channel_groups(fin, groups), channel_groups(fout, groups)
+    for i, j, a, b in np.ndindex(m.shape):
+        src = (i - kh // 2, j - kw // 2, gin[a])
+        dst = (0, 0, gout[b])
+        expected = src < dst or (mask_type == "B" and src == dst)
+        assert m[i, j, a, b] == expected
