@@ -50,7 +50,7 @@ def initialize(enabled: bool) -> None:
 def make_mesh(devices=None) -> Mesh:
     """A 1-D mesh with axis ``data`` over ``devices`` (default: every device of the job)."""
     devices = jax.devices() if devices is None else list(devices)
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
