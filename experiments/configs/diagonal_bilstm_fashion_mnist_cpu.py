@@ -1,0 +1,21 @@
+"""Diagonal BiLSTM on Fashion-MNIST under the short CPU budget of the README's results table.
+
+Overrides diagonal_bilstm_fashion_mnist.py: 3 layers of 16 hidden units per direction, 64
+output features, and ``jaxar.config.short_cpu_budget`` (1,000 steps of 32 images).
+
+Run:
+    jaxar train --config experiments/configs/diagonal_bilstm_fashion_mnist_cpu.py \
+        --workdir runs/diagonal_bilstm_fashion_mnist_cpu
+
+Result: not yet measured.
+"""
+
+from jaxar import config as jaxar_config
+
+
+def get_config():
+    c = jaxar_config.load("diagonal_bilstm_fashion_mnist.py", __file__)
+    c.model.hidden = 16
+    c.model.num_layers = 3
+    c.model.output_features = 64
+    return jaxar_config.short_cpu_budget(c)
