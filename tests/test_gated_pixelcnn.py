@@ -170,6 +170,8 @@ def test_bfloat16_compute():
     x = jnp.ones((2, *model.event_shape), jnp.int32)
     lp = model.log_prob(params, x)
     assert lp.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(lp)))
+    samples = model.sample(params, jax.random.key(0), 2)  # the cached path, bfloat16 caches
+    assert int(samples.min()) >= 0 and int(samples.max()) < model.num_levels
 
 
 # ---------------------------------------------------------------------------- cached sampler

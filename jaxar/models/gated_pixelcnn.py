@@ -28,7 +28,8 @@ names it reads.
 
 The cached sampler computes the vertical stack once per row (at the row's first sub-pixel,
 when every row above is known) and the horizontal stack once per sub-pixel, each reading only
-a kernel-sized window: ``O(L k^2 F^2)`` per pixel instead of a full forward pass per sub-pixel.
+a kernel-sized window: ``O(L k^2 F^2 W)`` per row plus ``O(L k F^2)`` per sub-pixel, instead of
+a full forward pass (``O(L k^2 F^2 H W)``) per sub-pixel.
 The first layer reads its windows straight from the image the sampler carries, so no cache ever
 holds a value computed from a not-yet-sampled dimension (with RGB, no feature of a pixel depends
 on its own last channel, so after the pixel's last step its cached features are final).
