@@ -1,0 +1,258 @@
+"""Shifted convolutions and the gated resnet block of PixelCNN++ (Salimans et al. 2017).
+
+PixelCNN++ keeps causality without masks by running two streams of features:
+
+* the **down** stream ``u``: the feature at row ``r`` depends only on pixels in rows ``< r``;
+* the **down-right** stream ``ul``: the feature at ``(r, c)`` depends only on pixels before
+  ``(r, c)`` in raster order (rows ``< r``, or row ``r`` and columns ``< c``).
+
+Both are kept by padding instead of masking. A *down-shifted* convolution with a ``kh x kw``
+kernel pads ``kh - 1`` rows on top, none below, and centres the kernel horizontally, so its
+output at row ``r`` sees rows ``r - kh + 1 .. r`` of its input; a *down-right-shifted* one also
+pads ``kw - 1`` columns on the left, none on the right, so it sees the window ending at
+``(r, c)``. Applied to a stream, they keep its invariant; applied to the image, a
+:func:`down_shift` (or :func:`right_shift`) of the output moves it one row down (column right)
+so that it no longer sees its own pixel.
+
+The strided versions (stride 2) halve the resolution: the coarse position ``(i, j)`` reads the
+fine window ending at ``(2i, 2j)``, so it depends on fine pixels before ``(2i, 2j)`` only. The
+transposed versions (up-sampling by ``stride``) are written as convolutions of the input
+dilated by ``stride`` and padded so that the fine output ``(p, q)`` reads only coarse inputs
+``(i, j)`` with ``stride * i <= p`` (and ``stride * j <= q`` for the down-right stream), which
+keeps both invariants across the U-net.
+
+Every convolution is NHWC with an explicit padding (one XLA convolution, nothing masked at
+run time). Weight normalisation (``w = g v / ||v||``) is optional and off by default; with
+``data_init=True`` its gain and bias are set from the statistics of the batch the network is
+initialised with, so that every layer's pre-activations start with zero mean and variance
+``init_scale ** 2``, as in the reference implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "NIN",
+    "DownRightShiftedConv2D",
+    "DownRightShiftedConvTranspose2D",
+    "DownShiftedConv2D",
+    "DownShiftedConvTranspose2D",
+    "GatedResnet",
+    "ShiftedConv2D",
+    "concat_elu",
+    "down_shift",
+    "right_shift",
+]
+
+_SHIFTS = ("down", "down_right")
+
+
+def down_shift(x: jnp.ndarray) -> jnp.ndarray:
+    """Move NHWC features one row down, filling the top row with zeros."""
+    return jnp.pad(x[:, :-1], ((0, 0), (1, 0), (0, 0), (0, 0)))
+
+
+def right_shift(x: jnp.ndarray) -> jnp.ndarray:
+    """Move NHWC features one column right, filling the left column with zeros."""
+    return jnp.pad(x[:, :, :-1], ((0, 0), (0, 0), (1, 0), (0, 0)))
+
+
+def concat_elu(x: jnp.ndarray) -> jnp.ndarray:
+    """``elu([x, -x])`` along the feature axis: doubles the features, keeps both signs."""
+    return nn.elu(jnp.concatenate([x, -x], axis=-1))
+
+
+class _WeightNormKernel(nn.Module):
+    """Shared parameter logic: a plain kernel and bias, or a weight-normalised one."""
+
+    def _params(self, shape, apply_fn, features, init_scale, weight_norm, data_init):
+        """Return ``apply_fn(kernel) * scale + bias`` for the layer's parameters.
+
+        ``apply_fn`` maps a float kernel of ``shape`` (output features last) to the layer's
+        output before bias.
+        """
+        pdt = self.param_dtype
+        if not weight_norm:
+            init = nn.initializers.variance_scaling(init_scale**2, "fan_in", "normal")
+            kernel = self.param("kernel", init, shape, pdt)
+            bias = self.param("bias", nn.initializers.zeros, (features,), pdt)
+            return apply_fn(kernel) + bias.astype(self.dtype)
+        v = self.param("kernel", nn.initializers.normal(0.05), shape, pdt)
+        sq = jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)))
+        y = apply_fn(v * lax.rsqrt(sq + 1e-12))  # unit-norm filters
+        if data_init and self.is_initializing():
+            stats = y.astype(jnp.float32).reshape(-1, features)
+            g0 = init_scale * lax.rsqrt(jnp.var(stats, axis=0) + 1e-10)
+            b0 = -jnp.mean(stats, axis=0) * g0
+        else:
+            g0 = jnp.full((features,), init_scale, jnp.float32)
+            b0 = jnp.zeros((features,), jnp.float32)
+        g = self.param("scale", lambda _: g0.astype(pdt))
+        b = self.param("bias", lambda _: b0.astype(pdt))
+        return y * g.astype(self.dtype) + b.astype(self.dtype)
+
+
+class ShiftedConv2D(_WeightNormKernel):
+    """A down- or down-right-shifted NHWC convolution, optionally strided or transposed.
+
+    Attributes:
+      features: output features.
+      kernel_size: ``(kh, kw)``; PixelCNN++ uses ``(2, 3)`` for ``shift="down"`` and
+        ``(2, 2)`` for ``shift="down_right"``.
+      shift: ``"down"`` (output row ``r`` sees input rows ``<= r``, columns centred) or
+        ``"down_right"`` (output ``(r, c)`` sees the window ending at ``(r, c)``).
+      strides: 1, or the down-sampling factor (the output is ``ceil(H / s) x ceil(W / s)``).
+      transpose: up-sample by ``strides`` instead (output ``s H x s W``).
+      weight_norm, data_init, init_scale: see the module docstring; ``init_scale`` scales the
+        initial output standard deviation (0.1 for the last convolution of a resnet block).
+      dtype: compute dtype; parameters are kept in ``param_dtype``.
+    """
+
+    features: int
+    kernel_size: tuple[int, int] = (2, 3)
+    shift: str = "down"
+    strides: int = 1
+    transpose: bool = False
+    weight_norm: bool = False
+    data_init: bool = False
+    init_scale: float = 1.0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def _padding(self):
+        kh, kw = self.kernel_size
+        s = self.strides if self.transpose else 1
+        rows = (kh - 1, s - 1)  # the kernel ends at the output row
+        if self.shift == "down":
+            total = kw - 1 + s - 1
+            cols = ((kw - 1) // 2, total - (kw - 1) // 2)
+        else:
+            cols = (kw - 1, s - 1)  # ... and at the output column
+        return rows, cols
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        """``x`` ``(B, H, W, in)`` -> ``(B, H', W', features)``."""
+        if self.shift not in _SHIFTS:
+            raise ValueError(f"shift must be one of {_SHIFTS}, got {self.shift!r}")
+        if x.ndim != 4:
+            raise ValueError(f"expected NHWC input (B, H, W, C), got shape {x.shape}")
+        kh, kw = self.kernel_size
+        s = int(self.strides)
+        x = x.astype(self.dtype)
+
+        def apply(kernel):
+            return lax.conv_general_dilated(
+                x,
+                kernel.astype(self.dtype),
+                window_strides=(1, 1) if self.transpose else (s, s),
+                padding=self._padding(),
+                lhs_dilation=(s, s) if self.transpose else (1, 1),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+
+        shape = (kh, kw, x.shape[-1], self.features)
+        return self._params(
+            shape, apply, self.features, self.init_scale, self.weight_norm, self.data_init
+        )
+
+
+class DownShiftedConv2D(ShiftedConv2D):
+    """:class:`ShiftedConv2D` with ``shift="down"``, kernel ``(2, 3)`` by default."""
+
+    shift: str = "down"
+
+
+class DownRightShiftedConv2D(ShiftedConv2D):
+    """:class:`ShiftedConv2D` with ``shift="down_right"``, kernel ``(2, 2)`` by default."""
+
+    kernel_size: tuple[int, int] = (2, 2)
+    shift: str = "down_right"
+
+
+class DownShiftedConvTranspose2D(ShiftedConv2D):
+    """Down-shifted up-sampling by ``strides`` (2 by default), kernel ``(2, 3)``."""
+
+    shift: str = "down"
+    strides: int = 2
+    transpose: bool = True
+
+
+class DownRightShiftedConvTranspose2D(ShiftedConv2D):
+    """Down-right-shifted up-sampling by ``strides`` (2 by default), kernel ``(2, 2)``."""
+
+    kernel_size: tuple[int, int] = (2, 2)
+    shift: str = "down_right"
+    strides: int = 2
+    transpose: bool = True
+
+
+class NIN(_WeightNormKernel):
+    """A per-position dense layer ("network in network", a 1x1 convolution) on the last axis."""
+
+    features: int
+    weight_norm: bool = False
+    data_init: bool = False
+    init_scale: float = 1.0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        x = x.astype(self.dtype)
+        apply = lambda kernel: jnp.dot(x, kernel.astype(self.dtype))
+        shape = (x.shape[-1], self.features)
+        return self._params(
+            shape, apply, self.features, self.init_scale, self.weight_norm, self.data_init
+        )
+
+
+class GatedResnet(nn.Module):
+    """The gated resnet block of PixelCNN++, on one stream (``shift``)::
+
+        h = conv(concat_elu(x))            [+ nin(concat_elu(aux))]
+        h = conv'(dropout(concat_elu(h)))  [+ class embedding]       (2F features)
+        out = x + a * sigmoid(b),   (a, b) = split(h)
+
+    ``conv`` is down-shifted (kernel ``(2, 3)``) or down-right-shifted (``(2, 2)``), so the
+    block keeps the stream's causal invariant; ``aux`` (the other stream or a shortcut from the
+    down pass, same resolution) must satisfy it too. ``conv'`` starts with ``init_scale=0.1``.
+    Dropout (rate ``dropout``) uses the ``'dropout'`` rng when ``train=True``.
+    """
+
+    shift: str = "down"
+    dropout: float = 0.0
+    num_classes: int = 0
+    weight_norm: bool = False
+    data_init: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, aux=None, label=None, train: bool = False):
+        f = x.shape[-1]
+        kernel = (2, 3) if self.shift == "down" else (2, 2)
+        wn = dict(weight_norm=self.weight_norm, data_init=self.data_init, dtype=self.dtype)
+        h = ShiftedConv2D(f, kernel, self.shift, name="conv_in", **wn)(concat_elu(x))
+        if aux is not None:
+            h = h + NIN(f, name="aux", **wn)(concat_elu(aux))
+        h = concat_elu(h)
+        if self.dropout > 0:
+            h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = ShiftedConv2D(2 * f, kernel, self.shift, init_scale=0.1, name="conv_out", **wn)(h)
+        if self.num_classes:
+            if label is None:
+                raise ValueError("GatedResnet: num_classes > 0 needs class labels, got None")
+            embed = nn.Embed(
+                self.num_classes,
+                2 * f,
+                embedding_init=nn.initializers.normal(0.1),
+                name="class_embed",
+            )
+            h = h + embed(label).astype(self.dtype)[:, None, None, :]
+        a, b = jnp.split(h, 2, axis=-1)
+        return x + a * nn.sigmoid(b)
