@@ -11,6 +11,7 @@ import pytest
 import jaxar
 from jaxar.models.gated_pixelcnn import GatedPixelCNN
 from jaxar.nn.gated import gate, gated_channel_mask
+from jaxar.testing import assert_causal
 
 # Differences below this are float32 rounding (batch elements of one conv are not always summed
 # bit-identically); real dependences in these tiny random networks are orders larger.
@@ -105,6 +106,14 @@ def test_causal_with_all_conditioning():
     x = jax.random.randint(jax.random.key(3), (1, *model.event_shape), 0, model.num_levels)
     dep = dependence(model, params, x, full_cond(model, 1, jax.random.key(4)))
     assert dep[np.tril_indices(model.num_dims)].max() < ZERO
+
+
+def test_shared_contract_causality_check_with_all_conditioning():
+    """jaxar.testing.assert_causal: no leak into earlier conditionals and no conditional
+    reading its own dimension, with labels, a vector and a spatial map."""
+    model, params = make(**COND)
+    x = jax.random.randint(jax.random.key(9), (1, *model.event_shape), 0, model.num_levels)
+    assert_causal(model, params, x, full_cond(model, 1, jax.random.key(10)))
 
 
 def _unseen_earlier_pixels(model, params, x):
