@@ -95,7 +95,8 @@ def test_causal_conv_step_path_equals_full_path():
     np.testing.assert_allclose(full, want, rtol=1e-5, atol=1e-5)
 
     _, cache = conv.apply({"params": params}, x[:, 0], jnp.int32(0), mutable=["cache"])
-    assert cache["cache"]["ring"].shape == (8, 2, 3)  # dilation * (kernel - 1) entries
+    assert cache["cache"]["ring"].shape == (9, 2, 3)  # dilation * (kernel - 1) + 1 entries
+    assert conv.cache_length == 9
     cache = jax.tree.map(jnp.zeros_like, cache["cache"])
 
     def body(cache, t):

@@ -8,14 +8,17 @@ so ``y_t`` reads ``x_t`` and the ``k - 1`` inputs ``d, 2d, ..., (k-1)d`` steps b
 such layers with dilations ``d_l`` sees ``receptive_field(k, d) = 1 + (k-1) sum_l d_l`` samples.
 
 Fast generation (Paine et al. 2016, "Fast Wavenet Generation Algorithm"): at one time step a
-layer needs only its own past inputs at ``t - d, ..., t - (k-1)d``. The decode path keeps them in
-the ``cache`` collection as a queue of ``d * (k-1)`` inputs, laid out as ``(B, d, k-1, C)``: row
-``t mod d`` holds the inputs at ``t - (k-1)d, ..., t - d`` in order, which are exactly the taps
-step ``t`` reads. The step reads that row (one contiguous slice), runs one matmul over the
-concatenated taps ``[x_{t-(k-1)d}, ..., x_{t-d}, x_t] @ W.reshape(k C, out)``, and writes the row
-back shifted by one with ``x_t`` appended. The zero-initialised queue is the zero left padding,
-so the step path agrees with the full path exactly; each step costs ``O(k C out)`` per layer,
-independent of the dilation and of the sequence length.
+layer needs only its own past inputs at ``t - d, ..., t - (k-1)d``. The decode path keeps the
+last ``d * (k-1) + 1`` inputs in the ``cache`` collection as a time-major ring buffer
+``(d * (k-1) + 1, B, C)``: slot ``s`` holds the input at the latest time ``= s mod (d(k-1)+1)``.
+A step writes ``x_t`` into its slot, gathers the ``k`` taps ``x_{t-(k-1)d}, ..., x_{t-d}, x_t``
+in one read, and runs one matmul over them, ``taps.reshape(B, k C) @ W.reshape(k C, out)``. The
+zero-initialised buffer is the zero left padding, so the step computes what the full path does;
+each step costs ``O(k C out)`` per layer, independent of the dilation and of the length.
+
+The one extra slot is what lets the write come before the reads: the reads then depend on the
+write and XLA updates the buffer in place inside ``lax.scan``. Writing after the reads (a buffer
+of exactly ``d(k-1)``), with nothing ordering the two, makes XLA copy every buffer at every step.
 """
 
 from __future__ import annotations
@@ -81,9 +84,10 @@ class CausalConv1D(nn.Module):
     kernel_init: Any = nn.initializers.lecun_normal()
 
     @property
-    def queue_length(self) -> int:
-        """Past inputs the decode path keeps: ``dilation * (kernel_size - 1)``."""
-        return self.dilation * (self.kernel_size - 1)
+    def cache_length(self) -> int:
+        """Inputs the decode path keeps: ``dilation * (kernel_size - 1) + 1``, the current one
+        included (0 for a 1x1 convolution)."""
+        return self.dilation * (self.kernel_size - 1) + 1 if self.kernel_size > 1 else 0
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, step: jnp.ndarray | None = None) -> jnp.ndarray:
@@ -117,21 +121,15 @@ class CausalConv1D(nn.Module):
         batch, c = x.shape
         if k == 1:
             return x @ kernel[0]
-        # Time-major ring buffer: slot s holds the latest input at a time = s mod (k-1)d. The
-        # input of step t is written at step t+1 (it waits in "pending"), before that step's
-        # reads, so the reads depend on the write and XLA updates the buffer in place; writing
-        # it after the reads would make XLA copy the whole buffer every step.
-        size = (k - 1) * d
+        # See the module docstring: x_t is written first, then the k taps are read at once.
+        size = (k - 1) * d + 1
         ring = self.variable("cache", "ring", jnp.zeros, (size, batch, c), self.dtype)
-        pending = self.variable("cache", "pending", jnp.zeros, (batch, c), self.dtype)
-        buf = lax.dynamic_update_index_in_dim(ring.value, pending.value, (step - 1) % size, 0)
-        taps = [
-            lax.dynamic_index_in_dim(buf, (step - (k - 1 - j) * d) % size, keepdims=False)
-            for j in range(k - 1)
-        ]  # the inputs at t - (k-1)d, ..., t - d
-        y = jnp.concatenate([*taps, x], axis=-1) @ kernel.reshape(k * c, self.features)
-        ring.value, pending.value = buf, x
-        return y
+        buf = lax.dynamic_update_index_in_dim(ring.value, x, step % size, 0)
+        times = step - d * jnp.arange(k - 1, -1, -1, dtype=jnp.int32)  # t-(k-1)d, ..., t-d, t
+        taps = jnp.take(buf, times % size, axis=0, mode="clip")  # (k, B, C), in range
+        ring.value = buf
+        taps = taps.transpose(1, 0, 2).reshape(batch, k * c)
+        return taps @ kernel.reshape(k * c, self.features)
 
 
 class ResidualBlock(nn.Module):
