@@ -94,6 +94,14 @@ def lstm_cell(
     return h.reshape(shape).astype(dtype), c.reshape(shape)
 
 
+def _zero_state(z: jnp.ndarray, hidden: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Zero ``(h, c)`` of shape ``(*z.shape[:-1], hidden)``, made from ``z`` (gate
+    pre-activations of one scan step) so that they carry its dtype and, under a mesh with
+    explicit sharding, its batch sharding (a scan's carry must keep its type)."""
+    h = jnp.zeros_like(z[..., :hidden])
+    return h, h.astype(jnp.float32)
+
+
 def _check_hidden(hidden: int, color_channels: int) -> None:
     if hidden < 1 or hidden % color_channels:
         raise ValueError(
@@ -141,7 +149,7 @@ class RowLSTM(nn.Module):
         """``(B, H, W, F)`` -> ``(B, H, W, hidden)``; or the decode path at ``pos``."""
         if pos is not None:
             return self._decode(x, pos, width)
-        b, _, w, _ = x.shape
+        w = x.shape[2]
         k, p = self.kernel, self.kernel // 2
         z_is = self.input_to_state(x)  # (B, H, W, 4 hidden), the whole image at once
         w_ss = self._ss_matrix()
@@ -153,11 +161,7 @@ class RowLSTM(nn.Module):
             h, c = lstm_cell(z_row + window @ w_ss, c_prev, self.color_channels, self.dtype)
             return (h, c), h
 
-        init = (
-            jnp.zeros((b, w, self.hidden), self.dtype),
-            jnp.zeros((b, w, self.hidden), jnp.float32),
-        )
-        _, hs = lax.scan(row, init, jnp.moveaxis(z_is, 1, 0))
+        _, hs = lax.scan(row, _zero_state(z_is[:, 0], self.hidden), jnp.moveaxis(z_is, 1, 0))
         return jnp.moveaxis(hs, 0, 1)
 
     @nn.compact
@@ -176,18 +180,13 @@ class RowLSTM(nn.Module):
             "cache", "h", jnp.zeros, (b, 2, width + 2 * p, self.hidden), self.dtype
         )
         cbuf = self.variable("cache", "c", jnp.zeros, (b, 2, width, self.hidden), jnp.float32)
-        above = (i > 0).astype(jnp.float32)
-        prev, cur = (i + 1) % 2, i % 2
-        h_rows = lax.dynamic_index_in_dim(hbuf.value, prev, axis=1, keepdims=False)
-        window = lax.dynamic_slice_in_dim(h_rows, j, k, axis=1)  # columns j - p .. j + p
-        c_rows = lax.dynamic_index_in_dim(cbuf.value, prev, axis=1, keepdims=False)
-        c_up = lax.dynamic_index_in_dim(c_rows, j, axis=1, keepdims=False) * above
-        z = z_is + (window * above.astype(self.dtype)).reshape(b, k * self.hidden) @ (
-            self._ss_matrix()
-        )
-        h, c = lstm_cell(z, c_up, self.color_channels, self.dtype)
-        hbuf.value = lax.dynamic_update_slice(hbuf.value, h[:, None, None, :], (0, cur, j + p, 0))
-        cbuf.value = lax.dynamic_update_slice(cbuf.value, c[:, None, None, :], (0, cur, j, 0))
+        prev, cur = (i + 1) % 2, i % 2  # the ring slots of rows i - 1 and i
+        window = lax.dynamic_slice_in_dim(hbuf.value[:, prev], j, k, axis=1)  # j - p .. j + p
+        z = z_is + window.reshape(b, k * self.hidden) @ self._ss_matrix()
+        h, c = lstm_cell(z, cbuf.value[:, prev, j], self.color_channels, self.dtype)
+        # Row -1 reads as zeros: slot 1 is still all zeros while row 0 is generated.
+        hbuf.value = hbuf.value.at[:, cur, j + p].set(h)
+        cbuf.value = cbuf.value.at[:, cur, j].set(c)
         return h
 
 
@@ -225,7 +224,7 @@ class DiagonalLSTM(nn.Module):
         """``(B, H, W, F)`` -> ``(B, H, W, hidden)``; or the decode path at ``pos``."""
         if pos is not None:
             return self._decode(x, pos, width)
-        b, height, w, _ = x.shape
+        _, height, w, _ = x.shape
         z_is = skew(self.input_to_state(x))  # (B, H, W + H - 1, 4 hidden)
         inside = skew(jnp.ones((1, height, w, 1), self.dtype))[0]  # (H, W + H - 1, 1)
         w_ss = self._ss_matrix()
@@ -238,12 +237,8 @@ class DiagonalLSTM(nn.Module):
             h, c = lstm_cell(z, c_prev, self.color_channels, self.dtype)
             return (h * m, c * m.astype(jnp.float32)), h * m
 
-        init = (
-            jnp.zeros((b, height, self.hidden), self.dtype),
-            jnp.zeros((b, height, self.hidden), jnp.float32),
-        )
         xs = (jnp.moveaxis(z_is, 2, 0), jnp.moveaxis(inside, 1, 0))
-        _, hs = lax.scan(column, init, xs)
+        _, hs = lax.scan(column, _zero_state(z_is[:, :, 0], self.hidden), xs)
         return unskew(jnp.moveaxis(hs, 0, 2), w)
 
     @nn.compact
@@ -260,28 +255,13 @@ class DiagonalLSTM(nn.Module):
         z_is = self.input_to_state(x, pos, width)  # (B, 4 hidden), a 1 x 1 convolution
         hbuf = self.variable("cache", "h", jnp.zeros, (b, 2, width + 1, self.hidden), self.dtype)
         cbuf = self.variable("cache", "c", jnp.zeros, (b, width + 1, self.hidden), jnp.float32)
-        prev, cur = (i + 1) % 2, i % 2
-        above = (i > 0).astype(self.dtype)
-        up = (
-            lax.dynamic_index_in_dim(
-                lax.dynamic_index_in_dim(hbuf.value, prev, axis=1, keepdims=False),
-                j + 1,
-                axis=1,
-                keepdims=False,
-            )
-            * above
-        )
-        left = lax.dynamic_index_in_dim(
-            lax.dynamic_index_in_dim(hbuf.value, cur, axis=1, keepdims=False),
-            j,
-            axis=1,
-            keepdims=False,
-        )
-        c_left = lax.dynamic_index_in_dim(cbuf.value, j, axis=1, keepdims=False)
+        prev, cur = (i + 1) % 2, i % 2  # the ring slots of rows i - 1 and i
+        up, left = hbuf.value[:, prev, j + 1], hbuf.value[:, cur, j]  # (i - 1, j), (i, j - 1)
         z = z_is + jnp.concatenate([up, left], axis=-1) @ self._ss_matrix()
-        h, c = lstm_cell(z, c_left, self.color_channels, self.dtype)
-        hbuf.value = lax.dynamic_update_slice(hbuf.value, h[:, None, None, :], (0, cur, j + 1, 0))
-        cbuf.value = lax.dynamic_update_slice(cbuf.value, c[:, None, :], (0, j + 1, 0))
+        h, c = lstm_cell(z, cbuf.value[:, j], self.color_channels, self.dtype)
+        # Row -1 reads as zeros (slot 1 is untouched during row 0), column -1 from index 0.
+        hbuf.value = hbuf.value.at[:, cur, j + 1].set(h)
+        cbuf.value = cbuf.value.at[:, j + 1].set(c)
         return h
 
     def row_reversed(self, x_row: jnp.ndarray, h_above: jnp.ndarray) -> jnp.ndarray:
@@ -294,7 +274,6 @@ class DiagonalLSTM(nn.Module):
         """
         z_is = self.input_to_state(x_row[:, None])[:, 0]  # (B, W, 4 hidden)
         w_ss = self._ss_matrix()
-        b = x_row.shape[0]
 
         def column(carry, inp):
             h_right, c_right = carry
@@ -303,12 +282,8 @@ class DiagonalLSTM(nn.Module):
             h, c = lstm_cell(z, c_right, self.color_channels, self.dtype)
             return (h, c), h
 
-        init = (
-            jnp.zeros((b, self.hidden), self.dtype),
-            jnp.zeros((b, self.hidden), jnp.float32),
-        )
         xs = (jnp.moveaxis(z_is, 1, 0), jnp.moveaxis(h_above.astype(self.dtype), 1, 0))
-        _, hs = lax.scan(column, init, xs, reverse=True)
+        _, hs = lax.scan(column, _zero_state(z_is[:, 0], self.hidden), xs, reverse=True)
         return jnp.moveaxis(hs, 0, 1)
 
 
