@@ -11,7 +11,7 @@ import os
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "DATA_AXIS",
@@ -50,7 +50,9 @@ def initialize(enabled: bool) -> None:
 def make_mesh(devices=None) -> Mesh:
     """A 1-D mesh with axis ``data`` over ``devices`` (default: every device of the job)."""
     devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices)
+    # Auto axes: XLA propagates the batch sharding through model code (scan carries, zeros
+    # made inside the step), which then needs no sharding annotations of its own.
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), (AxisType.Auto,), devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
