@@ -13,6 +13,7 @@ import pytest
 
 import jaxar
 from jaxar import config as jaxar_config
+from jaxar import testing as jaxar_testing
 from jaxar import train
 from jaxar.nn.masks import conv_mask
 from jaxar.nn.recurrent import DiagonalBiLSTM, DiagonalLSTM, RowLSTM, skew, unskew
@@ -251,6 +252,16 @@ def test_causal_class_conditional():
     a = model.log_prob(params, x, jnp.array([0, 0], jnp.int32))
     b = model.log_prob(params, x, jnp.array([2, 2], jnp.int32))
     assert np.all(np.asarray(a) != np.asarray(b))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shared_contract_checks(kind):
+    """jaxar.testing's model-agnostic checks: no leak into earlier conditionals, no
+    conditional reads its own dimension (every value of it tried)."""
+    model = tiny(kind, (3, 3, 3), hidden=6, output_features=12)
+    params = random_params(model.init, jax.random.key(0), seed=3)
+    x = jax.random.randint(jax.random.key(2), model.event_shape, 0, 4)
+    jaxar_testing.assert_causal(model, params, x, atol=1e-6)
 
 
 # ------------------------------------------------------------------- normalisation
