@@ -66,9 +66,7 @@ class PixelRNNNet(nn.Module):
                 self.hidden, self.kernel, self.channels, self.dtype, name=f"lstm{i}"
             )
         else:
-            lstm = lambda i: DiagonalBiLSTM(
-                self.hidden, self.channels, self.dtype, name=f"lstm{i}"
-            )
+            lstm = lambda i: DiagonalBiLSTM(self.hidden, self.channels, self.dtype, name=f"lstm{i}")
         self.lstms = [lstm(i) for i in range(self.num_layers)]
         self.residuals = [
             conv(2 * self.hidden, 1, name=f"residual{i}") for i in range(self.num_layers)
