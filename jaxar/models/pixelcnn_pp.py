@@ -19,10 +19,11 @@ coefficients make G depend on R and B on R and G within the pixel.
 
 Class conditioning (``num_classes > 0``) adds a learned per-block embedding of the label to
 every gated resnet block's gate pre-activations. Dropout (``dropout``) is applied inside every
-block when training. Weight normalisation is optional (``weight_norm``), with data-dependent
-initialisation (``data_init``) only when :meth:`PixelCNNPP.init` is given a batch; both are off
-by default (the reference code's data-dependent init is a known source of NaNs and long
-compiles, and plain initialisation trains as well with Adam).
+block when training, with masks drawn from one ``rbg`` key derived from the ``'dropout'`` rng
+(cheap to compile and to draw, unlike a threefry draw per block). Weight normalisation is
+optional (``weight_norm``), with data-dependent initialisation (``data_init``) when
+:meth:`PixelCNNPP.init` is given a batch; both are off by default (the reference code's
+data-dependent init is a known source of NaNs and long compiles).
 
 Sampling is naive: one pixel (all channels jointly) per step, with a full forward pass.
 """
@@ -84,6 +85,14 @@ class PixelCNNPPNet(nn.Module):
             shift=shift, dropout=self.dropout, num_classes=self.num_classes, **wn
         )
         label = cond if self.num_classes else None
+        # Dropout masks: one rbg key (XLA RngBitGenerator) split per block. Threefry masks of
+        # every block's activations are slow to compile and to draw; this is one cheap split.
+        r = self.num_resnets
+        num_blocks = 2 * (NUM_STAGES * r + r + (NUM_STAGES - 1) * (r + 1))  # down + up, 2 streams
+        keys = iter([None] * num_blocks)
+        if train and self.dropout > 0:
+            bits = jax.random.bits(self.make_rng("dropout"), (4,), jnp.uint32)
+            keys = iter(jax.random.split(jax.random.wrap_key_data(bits, impl="rbg"), num_blocks))
 
         h = centered(x, self.num_levels, dt)
         h = jnp.concatenate([h, jnp.ones_like(h[..., :1])], axis=-1)
@@ -96,8 +105,8 @@ class PixelCNNPPNet(nn.Module):
         us, uls = [u], [ul]
         for stage in range(NUM_STAGES):
             for _ in range(self.num_resnets):
-                u = block("down")(u, label=label, train=train)
-                ul = block("down_right")(ul, u, label=label, train=train)
+                u = block("down")(u, label=label, train=train, dropout_rng=next(keys))
+                ul = block("down_right")(ul, u, label=label, train=train, dropout_rng=next(keys))
                 us.append(u)
                 uls.append(ul)
             if stage < NUM_STAGES - 1:
@@ -110,14 +119,19 @@ class PixelCNNPPNet(nn.Module):
         u, ul = us.pop(), uls.pop()
         for stage in range(NUM_STAGES):
             for _ in range(self.num_resnets + (stage > 0)):
-                u = block("down")(u, us.pop(), label=label, train=train)
+                u = block("down")(u, us.pop(), label=label, train=train, dropout_rng=next(keys))
                 ul = block("down_right")(
-                    ul, jnp.concatenate([u, uls.pop()], axis=-1), label=label, train=train
+                    ul,
+                    jnp.concatenate([u, uls.pop()], axis=-1),
+                    label=label,
+                    train=train,
+                    dropout_rng=next(keys),
                 )
             if stage < NUM_STAGES - 1:
                 u = DownShiftedConvTranspose2D(f, (2, 3), **wn)(u)
                 ul = DownRightShiftedConvTranspose2D(f, (2, 2), **wn)(ul)
         assert not us and not uls, "every shortcut is used exactly once"
+        assert next(keys, "done") == "done", "one dropout key per block"
 
         num_params = DiscretizedLogisticMixture(
             self.num_mixtures, self.num_levels, self.channels

@@ -1,0 +1,179 @@
+"""PixelCNN++: causality per dimension, class conditioning, dropout, weight norm, sampling."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxar import models
+from jaxar.nn.shifted import (
+    DownRightShiftedConv2D,
+    DownRightShiftedConvTranspose2D,
+    DownShiftedConv2D,
+    DownShiftedConvTranspose2D,
+)
+
+TINY = dict(num_resnets=1, features=8, num_mixtures=2, dropout=0.0)
+RGB = dict(image_shape=(4, 4, 3), num_classes=3, **TINY)
+GREY = dict(image_shape=(4, 8, 1), **TINY)
+
+
+# Initialising compiles the whole network: share one parameter set per architecture (the
+# compute dtype and the dropout rate do not change the parameters).
+@pytest.fixture(scope="module")
+def rgb_params():
+    return models.create("pixelcnn_pp", **RGB).init(jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def grey_params():
+    return models.create("pixelcnn_pp", **GREY).init(jax.random.key(0))
+
+
+def _jitter(params, seed, scale=0.1):
+    """Perturb every parameter (biases included) so that no dependency is zero by accident."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    noisy = [
+        p + scale * jax.random.normal(k, p.shape, p.dtype)
+        for p, k in zip(leaves, keys, strict=True)
+    ]
+    return jax.tree.unflatten(tree, noisy)
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_causal_per_dimension(grey, rgb_params, grey_params):
+    """Perturb each dimension in turn: every earlier conditional is unchanged (up to float64
+    rounding); on RGB, every later one (R < G < B inside a pixel) changes too."""
+    hp, params = (GREY, grey_params) if grey else (RGB, rgb_params)
+    shape = hp["image_shape"]
+    with jax.enable_x64(True):
+        model = models.create("pixelcnn_pp", **{**hp, "dtype": "float64"})
+        params = _jitter(params, seed=1)
+        d = model.num_dims
+        base = np.asarray(jax.random.randint(jax.random.key(2), shape, 0, 256)).reshape(-1)
+        xs = np.repeat(base[None], d + 1, axis=0)
+        xs[np.arange(1, d + 1), np.arange(d)] = (base + 97) % 256  # row j+1 changes dim j
+        cond = jnp.full((d + 1,), 1, jnp.int32) if model.num_classes else None
+        lp = model.log_prob(params, jnp.asarray(xs.reshape(d + 1, *shape)), cond, per_dim=True)
+        assert lp.dtype == jnp.float64
+        lp = np.asarray(lp).reshape(d + 1, d)
+    change = np.abs(lp[1:] - lp[0])  # change[j, i]: effect of dim j on conditional i
+    earlier = np.tril(np.ones((d, d), bool), k=-1)  # i < j
+    assert change[earlier].max() < 1e-10, np.argwhere(earlier & (change >= 1e-10))[:5]
+    # Each conditional depends on its own value; on the 4x4 image on every earlier dimension.
+    assert np.diag(change).min() > 1e-8
+    if not grey:
+        assert change[~earlier].min() > 1e-8, np.argwhere(~earlier & (change <= 1e-8))[:5]
+
+
+def test_shifted_convolutions_keep_their_invariants():
+    """Impulse responses. The output at (r, c) may see input (r', c') only if r' <= R (down)
+    and also c' <= C (down-right), where (R, C) is (r, c) at stride 1, (2r, 2c) when down-
+    sampling and (r // 2, c // 2) when up-sampling."""
+    x = jnp.zeros((1, 8, 8, 1)).at[0, 4, 4, 0].set(1.0)
+    last_seen = {
+        1: lambda r, c: (r, c),
+        "down": lambda r, c: (2 * r, 2 * c),
+        "up": lambda r, c: (r // 2, c // 2),
+    }
+    layers = [
+        (DownShiftedConv2D(1), 1, 8),
+        (DownRightShiftedConv2D(1), 1, 8),
+        (DownShiftedConv2D(1, strides=2), "down", 4),
+        (DownRightShiftedConv2D(1, strides=2), "down", 4),
+        (DownShiftedConvTranspose2D(1), "up", 16),
+        (DownRightShiftedConvTranspose2D(1), "up", 16),
+    ]
+    for layer, kind, size in layers:
+        params = _jitter(layer.init(jax.random.key(0), x), seed=3, scale=1.0)
+        y = layer.apply(params, x)[0, ..., 0] - layer.apply(params, 0 * x)[0, ..., 0]
+        assert y.shape == (size, size), (layer, y.shape)
+        hits = np.argwhere(np.abs(np.asarray(y)) > 0)
+        assert len(hits) > 0, layer
+        for r, c in hits:
+            big_r, big_c = last_seen[kind](r, c)
+            assert big_r >= 4, (layer, r, c)
+            if layer.shift == "down_right":
+                assert big_c >= 4, (layer, r, c)
+
+
+def test_class_label_changes_the_output(rgb_params):
+    model, params = models.create("pixelcnn_pp", **RGB), rgb_params
+    x = jnp.broadcast_to(jax.random.randint(jax.random.key(1), (1, 4, 4, 3), 0, 256), (3, 4, 4, 3))
+    lp = np.asarray(model.log_prob(params, x, jnp.arange(3, dtype=jnp.int32)))
+    assert np.all(np.isfinite(lp))
+    assert abs(lp[0] - lp[1]) > 1e-3 and abs(lp[1] - lp[2]) > 1e-3
+    with pytest.raises(ValueError, match="cond"):
+        model.log_prob(params, x)
+
+
+def test_dropout_only_in_training_and_driven_by_the_rng(rgb_params):
+    model, params = models.create("pixelcnn_pp", **{**RGB, "dropout": 0.5}), rgb_params
+    x = jax.random.randint(jax.random.key(1), (2, 4, 4, 3), 0, 256)
+    c = jnp.array([0, 2], jnp.int32)
+    eval_a = model.log_prob(params, x, c)
+    np.testing.assert_array_equal(np.asarray(eval_a), np.asarray(model.log_prob(params, x, c)))
+    train = lambda k: np.asarray(model.log_prob(params, x, c, train=True, rng=jax.random.key(k)))
+    np.testing.assert_array_equal(train(5), train(5))
+    assert not np.allclose(train(5), train(6))
+    assert not np.allclose(train(5), np.asarray(eval_a))
+
+
+def test_weight_norm_with_data_dependent_init():
+    model = models.create(
+        "pixelcnn_pp", image_shape=(4, 4, 3), weight_norm=True, data_init=True, **TINY
+    )
+    x = jax.random.randint(jax.random.key(1), (16, 4, 4, 3), 0, 256)
+    with pytest.raises(ValueError, match="batch"):
+        model.init(jax.random.key(0))
+    params = model.init(jax.random.key(0), x)
+    assert "scale" in params["u_in"]
+    # The first layer's pre-activations are normalised on the init batch.
+    from jaxar.nn.shifted import DownShiftedConv2D as Conv
+
+    h = jnp.concatenate([x.astype(jnp.float32) * (2.0 / 255) - 1.0, jnp.ones((16, 4, 4, 1))], -1)
+    y = Conv(8, weight_norm=True).apply({"params": params["u_in"]}, h)
+    np.testing.assert_allclose(np.asarray(y.mean((0, 1, 2))), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(y.std((0, 1, 2))), 1.0, rtol=1e-3)
+    assert np.all(np.isfinite(np.asarray(model.log_prob(params, x))))
+    with pytest.raises(ValueError, match="weight_norm"):
+        models.create("pixelcnn_pp", data_init=True)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_likelihood(rgb_params):
+    f32 = models.create("pixelcnn_pp", **RGB)
+    bf16 = models.create("pixelcnn_pp", **{**RGB, "dtype": "bfloat16"})
+    params = rgb_params
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    x = jax.random.randint(jax.random.key(1), (2, 4, 4, 3), 0, 256)
+    c = jnp.array([0, 2], jnp.int32)
+    lp32, lp16 = f32.log_prob(params, x, c), bf16.log_prob(params, x, c)
+    assert lp16.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(lp16), np.asarray(lp32), rtol=2e-2)
+
+
+def test_naive_sampling_end_to_end_matches_log_prob(rgb_params):
+    model = models.create("pixelcnn_pp", **RGB)
+    params = _jitter(rgb_params, seed=4)
+    cond = jnp.array([0, 2, 2], jnp.int32)
+    x, logp = model.sample(params, jax.random.key(3), 3, cond, with_log_prob=True)
+    assert x.shape == (3, 4, 4, 3) and x.dtype == jnp.int32
+    assert int(x.min()) >= 0 and int(x.max()) <= 255
+    np.testing.assert_allclose(
+        np.asarray(model.log_prob(params, x, cond)), np.asarray(logp), rtol=1e-5, atol=1e-3
+    )
+    again = model.sample(params, jax.random.key(3), 3, cond)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(x))
+
+
+def test_grey_images_and_bad_hyperparameters(grey_params):
+    model, params = models.create("pixelcnn_pp", **GREY), grey_params
+    assert params["out"]["kernel"].shape[-1] == 2 * 3  # 3 parameters per component (grey)
+    x = jax.random.randint(jax.random.key(1), (2, 4, 8, 1), 0, 256)
+    assert model.log_prob(params, x, per_dim=True).shape == (2, 4, 8, 1)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        models.create("pixelcnn_pp", image_shape=(6, 8, 3))
+    with pytest.raises(ValueError, match="dropout"):
+        models.create("pixelcnn_pp", dropout=1.0)
+    assert "pixelcnn_pp" in models.names()
