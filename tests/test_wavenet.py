@@ -94,17 +94,18 @@ def test_causal_conv_step_path_equals_full_path():
     want = want + jnp.pad(x, ((0, 0), (8, 0), (0, 0)))[:, :30] @ k[0] + params["bias"]
     np.testing.assert_allclose(full, want, rtol=1e-5, atol=1e-5)
 
-    _, cache = conv.apply({"params": params}, x[:, 0], jnp.int32(0), mutable=["cache"])
-    assert cache["cache"]["ring"].shape == (9, 2, 3)  # dilation * (kernel - 1) + 1 entries
-    assert conv.cache_length == 9
-    cache = jax.tree.map(jnp.zeros_like, cache["cache"])
+    assert conv.cache_length == 9  # dilation * (kernel - 1) + 1 entries
+    for xb in (x, x[:1]):  # batch 1 reads the taps by one gather, larger batches by slices
+        _, cache = conv.apply({"params": params}, xb[:, 0], jnp.int32(0), mutable=["cache"])
+        assert cache["cache"]["ring"].shape == (9, len(xb), 3)
+        cache = jax.tree.map(jnp.zeros_like, cache["cache"])
 
-    def body(cache, t):
-        y, v = conv.apply({"params": params, "cache": cache}, x[:, t], t, mutable=["cache"])
-        return v["cache"], y
+        def body(cache, t, xb=xb):
+            y, v = conv.apply({"params": params, "cache": cache}, xb[:, t], t, mutable=["cache"])
+            return v["cache"], y
 
-    _, ys = lax.scan(body, cache, jnp.arange(30))
-    np.testing.assert_allclose(jnp.moveaxis(ys, 0, 1), full, rtol=1e-5, atol=1e-6)
+        _, ys = lax.scan(body, cache, jnp.arange(30))
+        np.testing.assert_allclose(jnp.moveaxis(ys, 0, 1), full[: len(xb)], rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------ causality, likelihood

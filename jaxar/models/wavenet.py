@@ -24,9 +24,10 @@ V_g c)``, with one fused projection for all layers:
 only. :meth:`WaveNet.cond_from_batch` builds ``cond`` from a data batch.
 
 Fast generation (Paine et al. 2016): the cached sampler runs one time step per scan step, each
-layer reading its past inputs from a queue of ``dilation * (kernel_size - 1)`` entries (see
-:class:`jaxar.nn.wavenet.CausalConv1D`), and the conditioning of that time step is computed
-from its one frame, so each sample costs ``O(layers)`` work whatever the length.
+layer reading its past inputs from a ring buffer of its last ``dilation * (kernel_size - 1) + 1``
+inputs (see :class:`jaxar.nn.wavenet.CausalConv1D`), and the conditioning of that time step is
+computed from its one frame, so each sample costs ``O(layers)`` work whatever the length. The
+draw inverts the CDF with one uniform per example (:class:`InverseCdfCategorical`).
 """
 
 from __future__ import annotations

