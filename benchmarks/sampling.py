@@ -71,7 +71,11 @@ def bench_model(name, hparams, image, batches, args):
                 )
                 fn = jax.jit(
                     lambda key, step_fn=step_fn, k=k: sampling.scan_sample(
-                        step_fn, (), model.distribution, key, batch,
+                        step_fn,
+                        (),
+                        model.distribution,
+                        key,
+                        batch,
                         k * model.distribution.dims_per_step,
                     )
                 )
@@ -84,21 +88,30 @@ def bench_model(name, hparams, image, batches, args):
                     args.repeats,
                 )
             rows.append((name, batch, method, batch / t, t, compile_s, note))
-            print(f"{name:16s} batch {batch:4d} {method:7s} {batch / t:10.2f} images/s "
-                  f"{t:9.3f} s  compile {compile_s:6.1f} s  {note}", flush=True)
+            print(
+                f"{name:16s} batch {batch:4d} {method:7s} {batch / t:10.2f} images/s "
+                f"{t:9.3f} s  compile {compile_s:6.1f} s  {note}",
+                flush=True,
+            )
     return rows
 
 
 def table(rows, image, header) -> str:
-    lines = [header, "", "| model | batch | method | images/s | sampling s | compile s | "
-             "cached speed-up | note |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| model | batch | method | images/s | sampling s | compile s | cached speed-up | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     times = {(r[0], r[1], r[2]): r[4] for r in rows}
     for name, batch, method, ips, t, comp, note in rows:
         speedup = ""
         if method == "cached" and (name, batch, "naive") in times:
             speedup = f"{times[(name, batch, 'naive')] / t:.0f}x"
-        lines.append(f"| {name} | {batch} | {method} | {ips:.2f} | {t:.3f} | {comp:.1f} | "
-                     f"{speedup} | {note} |")
+        lines.append(
+            f"| {name} | {batch} | {method} | {ips:.2f} | {t:.3f} | {comp:.1f} | "
+            f"{speedup} | {note} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -121,14 +134,19 @@ def main():
         if name not in jaxar.models.names():
             print(f"skipping {name}: not registered")
             continue
-        rows += bench_model(name, {**SMALL.get(name, {}), **extra.get(name, {})}, image,
-                            batches, args)
-    header = (f"### Sampling, {image[0]}x{image[1]}x{image[2]} images, 256 levels — "
-              f"{hardware()}, jax {jax.__version__}, {time.strftime('%Y-%m-%d')}\n\n"
-              f"Command: `python benchmarks/sampling.py --models {args.models} --batches "
-              f"{args.batches} --image {args.image}`. Model sizes: "
-              + "; ".join(f"{n} {json.dumps({**SMALL.get(n, {}), **extra.get(n, {})})}"
-                          for n in args.models.split(",")))
+        rows += bench_model(
+            name, {**SMALL.get(name, {}), **extra.get(name, {})}, image, batches, args
+        )
+    header = (
+        f"### Sampling, {image[0]}x{image[1]}x{image[2]} images, 256 levels — "
+        f"{hardware()}, jax {jax.__version__}, {time.strftime('%Y-%m-%d')}\n\n"
+        f"Command: `python benchmarks/sampling.py --models {args.models} --batches "
+        f"{args.batches} --image {args.image}`. Model sizes: "
+        + "; ".join(
+            f"{n} {json.dumps({**SMALL.get(n, {}), **extra.get(n, {})})}"
+            for n in args.models.split(",")
+        )
+    )
     out = table(rows, image, header)
     print(out)
     if args.write:

@@ -1,9 +1,9 @@
 """The ``jaxar`` command: train, eval, sample, models.
 
-    jaxar train  --config FILE --workdir DIR [--config.KEY=VALUE ...]
-    jaxar eval   --workdir DIR [--checkpoint best|latest|STEP]
-    jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive] [--out STEM]
-    jaxar models
+jaxar train  --config FILE --workdir DIR [--config.KEY=VALUE ...]
+jaxar eval   --workdir DIR [--checkpoint best|latest|STEP]
+jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive] [--out STEM]
+jaxar models
 """
 
 from __future__ import annotations
@@ -81,8 +81,12 @@ def _eval(argv):
 
     config, model, params, info, step, test_src = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
     metrics = train.evaluate(
-        model, params, test_src, batch_size=config.eval_batch_size,
-        binarize=config.data.binarize, seed=config.seed,
+        model,
+        params,
+        test_src,
+        batch_size=config.eval_batch_size,
+        binarize=config.data.binarize,
+        seed=config.seed,
     )
     print(
         f"{model.name} step {step}: test bits/dim {metrics['test/bits_per_dim']:.5f}, "
@@ -97,7 +101,7 @@ def _sample(argv):
 
     from jaxar import reporting, train
 
-    config, model, params, info, step, _ = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    _, model, params, info, step, _ = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
     cond = train.sample_cond(model, FLAGS.num, FLAGS["class"].value)
     samples = model.sample(
         params, jax.random.key(FLAGS.seed), FLAGS.num, cond=cond, method=FLAGS.method or None

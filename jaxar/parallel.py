@@ -78,6 +78,5 @@ def global_batch(local: dict, mesh: Mesh) -> dict:
     """Assemble global arrays, sharded on ``data``, from this process's part of a batch."""
     sharding = batch_sharding(mesh)
     return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-        for k, v in local.items()
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
     }

@@ -188,8 +188,9 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
         else:
             # Micro-batch i is rows i::k, so every device holds an equal share of each.
             micro = jax.tree.map(
-                lambda v: v.reshape(v.shape[0] // grad_accum_steps, grad_accum_steps, *v.shape[1:])
-                .swapaxes(0, 1),
+                lambda v: v.reshape(
+                    v.shape[0] // grad_accum_steps, grad_accum_steps, *v.shape[1:]
+                ).swapaxes(0, 1),
                 batch,
             )
 
@@ -208,7 +209,7 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
         params = optax.apply_updates(state.params, updates)
         grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
         ema = state.ema_params
         if ema is not None:
             ema = jax.tree.map(lambda e, p: e * ema_decay + p * (1.0 - ema_decay), ema, params)
@@ -238,8 +239,17 @@ def make_eval_step(model):
     return eval_fn
 
 
-def evaluate(model, params, source, *, batch_size: int, binarize: str = "", mesh=None,
-             eval_step=None, seed: int = 0) -> dict:
+def evaluate(
+    model,
+    params,
+    source,
+    *,
+    batch_size: int,
+    binarize: str = "",
+    mesh=None,
+    eval_step=None,
+    seed: int = 0,
+) -> dict:
     """Exact test-set likelihood over every example of ``source``.
 
     Returns ``{"test/bits_per_dim", "test/nll_nats"}``: bits per dimension and the mean
@@ -252,8 +262,9 @@ def evaluate(model, params, source, *, batch_size: int, binarize: str = "", mesh
     params = jax.device_put(params, parallel.replicated(mesh))
     total, count = 0.0, 0.0
     n_proc, idx = jax.process_count(), jax.process_index()
-    for k, batch in enumerate(eval_batches(source, batch_size=batch_size, binarize=binarize,
-                                           seed=seed)):
+    for k, batch in enumerate(
+        eval_batches(source, batch_size=batch_size, binarize=binarize, seed=seed)
+    ):
         local = {key: np.array_split(v, n_proc)[idx] for key, v in batch.items()}
         nll, n = eval_step(params, parallel.global_batch(local, mesh))
         total, count = total + float(nll), count + float(n)
@@ -328,16 +339,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     log.info("%r: %d parameters; %d devices; data %s", model, n_params, mesh.size, info)
 
     train_step = jax.jit(
-        make_train_step(model, tx, ema_decay=config.ema_decay,
-                        grad_accum_steps=config.grad_accum_steps, seed=config.seed),
+        make_train_step(
+            model,
+            tx,
+            ema_decay=config.ema_decay,
+            grad_accum_steps=config.grad_accum_steps,
+            seed=config.seed,
+        ),
         in_shardings=(repl, parallel.batch_sharding(mesh)),
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
     eval_step = jax.jit(make_eval_step(model))
     batches = train_batches(
-        train_src, batch_size=config.batch_size, seed=config.seed, start_step=start,
-        binarize=config.data.binarize, process_index=jax.process_index(),
+        train_src,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        start_step=start,
+        binarize=config.data.binarize,
+        process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
 
@@ -354,8 +374,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     eval_metrics: dict = {}
     pending: list = []
     t_last, s_last = time.perf_counter(), start
-    pbar = tqdm(total=config.num_steps, initial=start, disable=not is_main, unit="step",
-                dynamic_ncols=True)
+    pbar = tqdm(
+        total=config.num_steps, initial=start, disable=not is_main, unit="step", dynamic_ncols=True
+    )
     try:
         for step in range(start + 1, config.num_steps + 1):
             batch = parallel.global_batch(next(batches), mesh)
@@ -377,17 +398,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                     "train/examples_per_sec": rate * config.batch_size,
                 }
                 writer.write(step, record)
-                pbar.set_postfix(bpd=f"{record['train/bits_per_dim']:.4f}",
-                                 steps_s=f"{rate:.1f}", refresh=False)
+                pbar.set_postfix(
+                    bpd=f"{record['train/bits_per_dim']:.4f}", steps_s=f"{rate:.1f}", refresh=False
+                )
             if step % config.eval_every == 0 or last:
                 eval_metrics = evaluate(
-                    model, state.eval_params, test_src, batch_size=config.eval_batch_size,
-                    binarize=config.data.binarize, mesh=mesh, eval_step=eval_step,
+                    model,
+                    state.eval_params,
+                    test_src,
+                    batch_size=config.eval_batch_size,
+                    binarize=config.data.binarize,
+                    mesh=mesh,
+                    eval_step=eval_step,
                     seed=config.seed,
                 )
                 writer.write(step, eval_metrics)
-                pbar.write(f"step {step}: test bits/dim {eval_metrics['test/bits_per_dim']:.4f}"
-                           f" ({eval_metrics['test/nll_nats']:.2f} nats per example)")
+                pbar.write(
+                    f"step {step}: test bits/dim {eval_metrics['test/bits_per_dim']:.4f}"
+                    f" ({eval_metrics['test/nll_nats']:.2f} nats per example)"
+                )
             if step % config.checkpoint_every == 0 or last:
                 check_finite(state)
                 fresh = eval_metrics if step % config.eval_every == 0 or last else None
@@ -405,7 +434,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         if config.num_samples:
             key = jax.random.fold_in(rng, config.num_steps)
             samples = model.sample(
-                local_params, key, config.num_samples,
+                local_params,
+                key,
+                config.num_samples,
                 cond=sample_cond(model, config.num_samples),
                 method=config.sample_method or None,
             )
@@ -434,4 +465,3 @@ def load_run(workdir: str, checkpoint: str = "best"):
     state, step = ckpt.restore(target, step)
     ckpt.close()
     return config, model, state.eval_params, info, step, test_src
-

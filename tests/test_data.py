@@ -44,7 +44,7 @@ def test_every_example_once_per_epoch_and_per_process_shards():
         labels_seen.append(xs.reshape(len(xs), -1))
     seen = np.concatenate(labels_seen)
     all_x = np.stack([src[i]["x"] for i in range(n)]).reshape(n, -1)
-    key = lambda a: sorted(map(bytes, a))  # noqa: E731
+    key = lambda a: sorted(map(bytes, a))
     assert key(seen) == key(all_x)
 
 
@@ -87,10 +87,10 @@ def _write_idx(path, array, magic_dtype=0x08):
 def test_idx_roundtrip_and_errors(tmp_path):
     imgs = np.random.default_rng(0).integers(0, 256, (5, 4, 3), dtype=np.uint8)
     labels = np.arange(5, dtype=np.uint8)
-    for split, (i, lab) in {
-        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-    }.items():
+    for i, lab in [
+        ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ]:
         _write_idx(tmp_path / i, imgs)
         _write_idx(tmp_path / lab, labels)
     src = load(f"idx:{tmp_path}", "train")

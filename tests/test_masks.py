@@ -70,8 +70,12 @@ from hypothesis import strategies as st  # noqa: E402
 
 @settings(max_examples=40, deadline=None)
 @given(
-    kh=st.integers(0, 3), kw=st.integers(0, 3), groups=st.sampled_from([1, 3]),
-    fin=st.integers(1, 3), fout=st.integers(1, 3), mask_type=st.sampled_from("AB"),
+    kh=st.integers(0, 3),
+    kw=st.integers(0, 3),
+    groups=st.sampled_from([1, 3]),
+    fin=st.integers(1, 3),
+    fout=st.integers(1, 3),
+    mask_type=st.sampled_from("AB"),
 )
 def test_mask_is_exactly_the_raster_order(kh, kw, groups, fin, fout, mask_type):
     """Property: a weight is on iff its input dimension precedes (A) or may equal (B) the

@@ -32,10 +32,17 @@ def test_two_processes_train_identically_and_share_the_epoch(tmp_path):
             "JAXAR_DISTRIBUTED": "1",
             "PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
-        cmd = [sys.executable, os.path.join(HERE, "multihost_worker.py"),
-               str(tmp_path / "run"), str(tmp_path / f"p{pid}.npz")]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        cmd = [
+            sys.executable,
+            os.path.join(HERE, "multihost_worker.py"),
+            str(tmp_path / "run"),
+            str(tmp_path / f"p{pid}.npz"),
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
     logs = [p.communicate(timeout=600)[0] for p in procs]
     for p, log in zip(procs, logs):
         assert p.returncode == 0, log[-4000:]

@@ -138,8 +138,12 @@ def test_bad_config_values(tmp_path):
 def _cli(*args, cwd):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return subprocess.run(
-        [sys.executable, "-m", "jaxar.cli", *args], cwd=cwd, env=env, capture_output=True,
-        text=True, timeout=600,
+        [sys.executable, "-m", "jaxar.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -148,9 +152,13 @@ def test_cli_end_to_end(tmp_path):
     cfg = os.path.join(repo, "experiments", "configs", "quickstart.py")
     workdir = str(tmp_path / "run")
     overrides = [
-        "--config.num_steps=4", "--config.eval_every=4", "--config.checkpoint_every=4",
-        "--config.model.num_blocks=1", "--config.model.features=8",
-        "--config.model.output_features=8", "--config.num_samples=4",
+        "--config.num_steps=4",
+        "--config.eval_every=4",
+        "--config.checkpoint_every=4",
+        "--config.model.num_blocks=1",
+        "--config.model.features=8",
+        "--config.model.output_features=8",
+        "--config.num_samples=4",
     ]
     r = _cli("train", f"--config={cfg}", f"--workdir={workdir}", *overrides, cwd=repo)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -4,7 +4,8 @@ Overrides pixelcnn_fashion_mnist.py: narrower (32 features, 4 blocks), no EMA, a
 ``jaxar.config.short_cpu_budget`` (1,000 steps of 32 images).
 
 Run:
-    jaxar train --config experiments/configs/pixelcnn_fashion_mnist_cpu.py --workdir runs/pcnn_fm_cpu
+    jaxar train --config experiments/configs/pixelcnn_fashion_mnist_cpu.py \
+        --workdir runs/pcnn_fm_cpu
 
 Result (2026-11-30, 2-core CPU shared with other jobs, load 5-10): test 3.448 bits/dim
 (1873.5 nats per image) over all 10,000 test images after 1,000 steps; 30 min wall clock

@@ -123,8 +123,7 @@ def eval_batches(source, *, batch_size: int, binarize: str = "", seed: int = 0) 
         n = len(next(iter(batch.values())))
         pad = batch_size - n
         out = {
-            k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
-            for k, v in batch.items()
+            k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
         }
         out["mask"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         yield out

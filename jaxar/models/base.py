@@ -200,9 +200,7 @@ class AutoregressiveModel:
         else:
             state = self.init_cache(params, num, cond)
             step_fn = partial(self._cached_step_fn, params, cond)
-        x, logp = sampling.scan_sample(
-            step_fn, state, self.distribution, rng, num, self.num_dims
-        )
+        x, logp = sampling.scan_sample(step_fn, state, self.distribution, rng, num, self.num_dims)
         x = x.reshape((num, *self.event_shape))
         return (x, logp) if with_log_prob else x
 

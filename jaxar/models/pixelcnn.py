@@ -43,7 +43,7 @@ class PixelCNNNet(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self):
-        conv = lambda f, k, t="B", name=None: MaskedConv2D(  # noqa: E731
+        conv = lambda f, k, t="B", name=None: MaskedConv2D(
             f, k, t, color_channels=self.channels, dtype=self.dtype, name=name
         )
         self.first = conv(self.features, self.first_kernel, "A", name="first")
@@ -94,8 +94,13 @@ class PixelCNN(AutoregressiveModel):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
         _, variables = self.net.apply(
-            {"params": params}, image, zero, zero, cond,
-            method=PixelCNNNet.step, mutable=["cache"],
+            {"params": params},
+            image,
+            zero,
+            zero,
+            cond,
+            method=PixelCNNNet.step,
+            mutable=["cache"],
         )
         return jax.tree.map(jnp.zeros_like, variables["cache"])
 
@@ -105,8 +110,13 @@ class PixelCNN(AutoregressiveModel):
         h, w = jnp.divmod(pix, width)
         image = x_flat.reshape((x_flat.shape[0], *self.event_shape))
         logits, variables = self.net.apply(
-            {"params": params, "cache": cache}, image, h, w, cond,
-            method=PixelCNNNet.step, mutable=["cache"],
+            {"params": params, "cache": cache},
+            image,
+            h,
+            w,
+            cond,
+            method=PixelCNNNet.step,
+            mutable=["cache"],
         )
         return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), variables["cache"]
 
@@ -156,8 +166,14 @@ def pixelcnn(
         num_levels=num_levels,
         num_classes=num_classes,
         hparams=dict(
-            image_shape=image_shape, num_levels=num_levels, features=features,
-            num_blocks=num_blocks, output_features=output_features, first_kernel=first_kernel,
-            kernel=kernel, num_classes=num_classes, dtype=str(dtype),
+            image_shape=image_shape,
+            num_levels=num_levels,
+            features=features,
+            num_blocks=num_blocks,
+            output_features=output_features,
+            first_kernel=first_kernel,
+            kernel=kernel,
+            num_classes=num_classes,
+            dtype=str(dtype),
         ),
     )
