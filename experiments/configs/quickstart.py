@@ -3,7 +3,9 @@
 Run:
     jaxar train --config experiments/configs/quickstart.py --workdir runs/quickstart
 
-Result: not yet measured.
+Result (2026-11-30, 2-core x86-64 CPU shared with other jobs, load 5-10, fresh clone and venv):
+test 1.822 bits/dim at step 1,000 (best checkpoint), 1.830 bits/dim (81.2 nats per image) at
+step 1,500; training took 2 min 07 s, install plus training 3 min 58 s.
 """
 
 from jaxar import config as jaxar_config
