@@ -71,12 +71,7 @@ def bench_model(name, hparams, image, batches, args):
                 )
                 fn = jax.jit(
                     lambda key, step_fn=step_fn, k=k: sampling.scan_sample(
-                        step_fn,
-                        (),
-                        model.distribution,
-                        key,
-                        batch,
-                        k * model.distribution.dims_per_step,
+                        step_fn, (), model.distribution, key, batch, model.num_dims, num_steps=k
                     )
                 )
                 compile_s, t = _time(lambda fn=fn, key=key: fn(key), args.repeats)

@@ -34,11 +34,13 @@ def scan_sample(
     key: jax.Array,
     batch: int,
     num_dims: int,
+    num_steps: int | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Generate ``batch`` events of ``num_dims`` flat dimensions.
 
     Returns the flat samples ``(batch, num_dims)`` int32 and, for every example, the sum of the
     log-probabilities of the values drawn at each step under the parameters the sampler saw.
+    ``num_steps`` stops after that many steps (the rest stays 0): for timing a slow sampler.
     """
     g = distribution.dims_per_step
     if num_dims % g:
@@ -52,7 +54,8 @@ def scan_sample(
         return (x, state), distribution.step_log_prob(params, values)
 
     x0 = jnp.zeros((batch, num_dims), jnp.int32)
-    (x, _), logps = lax.scan(body, (x0, init_state), jnp.arange(num_dims // g))
+    steps = num_dims // g if num_steps is None else num_steps
+    (x, _), logps = lax.scan(body, (x0, init_state), jnp.arange(steps))
     return x, logps.sum(axis=0)
 
 
