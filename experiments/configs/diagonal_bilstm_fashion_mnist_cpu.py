@@ -7,7 +7,8 @@ Run:
     jaxar train --config experiments/configs/diagonal_bilstm_fashion_mnist_cpu.py \
         --workdir runs/diagonal_bilstm_fashion_mnist_cpu
 
-Result: not yet measured.
+Result (2026-11-30, 2-core CPU shared with other jobs, load 3-10): test 3.400 bits/dim
+(1847.9 nats per image) over all 10,000 test images after 1,000 steps; 36 min wall clock.
 """
 
 from jaxar import config as jaxar_config
