@@ -348,17 +348,4 @@ def gated_pixelcnn(
         event_shape=image_shape,
         num_levels=num_levels,
         num_classes=num_classes,
-        hparams=dict(
-            image_shape=image_shape,
-            num_levels=num_levels,
-            num_classes=num_classes,
-            cond_dim=cond_dim,
-            cond_map_channels=cond_map_channels,
-            features=features,
-            num_layers=num_layers,
-            first_kernel=first_kernel,
-            kernel=kernel,
-            output_features=output_features,
-            dtype=str(dtype),
-        ),
     )

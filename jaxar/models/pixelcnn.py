@@ -165,15 +165,4 @@ def pixelcnn(
         event_shape=image_shape,
         num_levels=num_levels,
         num_classes=num_classes,
-        hparams=dict(
-            image_shape=image_shape,
-            num_levels=num_levels,
-            features=features,
-            num_blocks=num_blocks,
-            output_features=output_features,
-            first_kernel=first_kernel,
-            kernel=kernel,
-            num_classes=num_classes,
-            dtype=str(dtype),
-        ),
     )

@@ -242,16 +242,4 @@ def pixelcnn_pp(
         event_shape=image_shape,
         num_levels=num_levels,
         num_classes=num_classes,
-        hparams=dict(
-            image_shape=image_shape,
-            num_levels=num_levels,
-            num_classes=num_classes,
-            num_resnets=num_resnets,
-            features=features,
-            num_mixtures=num_mixtures,
-            dropout=float(dropout),
-            weight_norm=bool(weight_norm),
-            data_init=bool(data_init),
-            dtype=str(dtype),
-        ),
     )

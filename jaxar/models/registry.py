@@ -15,7 +15,8 @@ _FACTORIES: dict[str, Callable[..., AutoregressiveModel]] = {}
 def register(name: str):
     """Decorator: register a factory ``f(**hparams) -> AutoregressiveModel`` under ``name``.
 
-    Every hyperparameter of the factory must be a keyword argument with a default.
+    Every hyperparameter of the factory must be a keyword argument with a default; ``create``
+    records them all in ``model.hparams``.
     """
 
     def wrap(factory):
@@ -58,4 +59,8 @@ def create(name: str, **hparams) -> AutoregressiveModel:
         )
     model = factory(**hparams)
     model.name = name
+    # Record every hyperparameter, defaults included (the values the factory normalised win).
+    bound = inspect.signature(factory).bind(**hparams)
+    bound.apply_defaults()
+    model.hparams = {**bound.arguments, **model.hparams}
     return model
