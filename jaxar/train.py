@@ -262,13 +262,12 @@ def evaluate(
     params = jax.device_put(params, parallel.replicated(mesh))
     total, count = 0.0, 0.0
     n_proc, idx = jax.process_count(), jax.process_index()
-    for k, batch in enumerate(
-        eval_batches(source, batch_size=batch_size, binarize=binarize, seed=seed)
-    ):
+    sums = []  # dispatch every batch first; fetch the (replicated) scalars after, in float64
+    for batch in eval_batches(source, batch_size=batch_size, binarize=binarize, seed=seed):
         local = {key: np.array_split(v, n_proc)[idx] for key, v in batch.items()}
-        nll, n = eval_step(params, parallel.global_batch(local, mesh))
+        sums.append(eval_step(params, parallel.global_batch(local, mesh)))
+    for nll, n in sums:
         total, count = total + float(nll), count + float(n)
-        del k
     if count != len(source):
         raise RuntimeError(f"evaluated {count} examples of {len(source)}")
     nats = total / count
