@@ -7,7 +7,8 @@ Run:
     jaxar train --config experiments/configs/gated_pixelcnn_fashion_mnist_cpu.py \
         --workdir runs/gated_pixelcnn_fashion_mnist_cpu
 
-Result: not yet measured.
+Result (2026-11-30, 2-core CPU shared with other jobs, load 2-5): test 3.275 bits/dim
+(1779.5 nats per image) over all 10,000 test images after 1,000 steps; 21 min wall clock.
 """
 
 from jaxar import config as jaxar_config
