@@ -152,8 +152,19 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
     return optax.chain(*chain), schedule
 
 
-def create_train_state(model, tx, rng, ema: bool) -> TrainState:
-    params = model.init(rng)
+def create_train_state(model, tx, rng, ema: bool, init_batch: dict | None = None) -> TrainState:
+    """The initial state. ``init_batch`` (a data batch) is given to models whose parameters are
+    initialised from data (weight normalisation with ``data_init``)."""
+    if init_batch is None:
+        params = model.init(rng)
+    else:
+        x = jnp.asarray(init_batch["x"])
+        cond = model.cond_from_batch(init_batch)
+        params = model.init(rng, x, None if cond is None else jnp.asarray(cond))
+    return _new_state(params, tx, ema)
+
+
+def _new_state(params, tx, ema: bool) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -303,6 +314,17 @@ def sample_cond(model, num: int, class_label: int | None = None):
     return jnp.arange(num, dtype=jnp.int32) % model.num_classes
 
 
+def _data_init_batch(config, model, train_src) -> dict | None:
+    """The batch a data-dependent initialisation sees: the first training batch, the same on
+    every process (so every host computes the same parameters); None for other models."""
+    if not model.hparams.get("data_init"):
+        return None
+    batches = train_batches(
+        train_src, batch_size=config.batch_size, seed=config.seed, binarize=config.data.binarize
+    )
+    return next(iter(batches))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
     """Train the configured model, resuming from ``workdir`` if it holds a checkpoint.
 
@@ -325,7 +347,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     tx, schedule = make_optimizer(config)
     rng = jax.random.key(config.seed)
     repl = parallel.replicated(mesh)
-    state = jax.device_put(create_train_state(model, tx, rng, config.ema_decay > 0), repl)
+    init_batch = _data_init_batch(config, model, train_src)
+    state = create_train_state(model, tx, rng, config.ema_decay > 0, init_batch)
+    state = jax.device_put(state, repl)
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
     start = 0
     if ckpt.latest_step() is not None:
@@ -444,6 +468,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     return eval_metrics
 
 
+def _dummy_params(model):
+    if not model.hparams.get("data_init"):
+        return model.init(jax.random.key(0))
+    x = jnp.zeros((1, *model.event_shape), jnp.int32)
+    return model.init(jax.random.key(0), x, model.dummy_cond(1))
+
+
 def load_run(workdir: str, checkpoint: str = "best"):
     """Rebuild a run's model and restore its evaluation weights.
 
@@ -458,7 +489,11 @@ def load_run(workdir: str, checkpoint: str = "best"):
     _, test_src, info = _load_data(config)
     model = build_model(config, info)
     tx, _ = make_optimizer(config)
-    target = create_train_state(model, tx, jax.random.key(0), config.ema_decay > 0)
+    # Only the shapes matter here (the checkpoint's values replace them), so even a
+    # data-initialised model is set up from a dummy batch.
+    shapes = jax.eval_shape(lambda: _dummy_params(model))
+    params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    target = _new_state(params, tx, config.ema_decay > 0)
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
     step = checkpoint if checkpoint in ("best", "latest") else int(checkpoint)
     state, step = ckpt.restore(target, step)

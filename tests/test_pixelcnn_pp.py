@@ -1,7 +1,9 @@
 """PixelCNN++: causality per dimension, class conditioning, dropout, weight norm, sampling."""
 
+import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -177,3 +179,34 @@ def test_grey_images_and_bad_hyperparameters(grey_params):
     with pytest.raises(ValueError, match="dropout"):
         models.create("pixelcnn_pp", dropout=1.0)
     assert "pixelcnn_pp" in models.names()
+
+
+def test_runner_initialises_weight_norm_from_the_first_training_batch(tmp_path):
+    from jaxar import config as jaxar_config
+    from jaxar import data, train
+    from jaxar.data.pipeline import train_batches
+
+    c = jaxar_config.default()
+    c.data.name = "digits"
+    c.model_name = "pixelcnn_pp"
+    c.model = ml_collections.ConfigDict(
+        dict(
+            num_resnets=1, features=8, num_mixtures=2, dropout=0.0, weight_norm=True, data_init=True
+        )
+    )
+    c.batch_size, c.eval_batch_size, c.num_steps = 16, 500, 2
+    c.eval_every = c.checkpoint_every = 2
+    c.num_samples = 0
+    info = data.load("digits", "train").info
+    model = train.build_model(c, info)
+    first = next(iter(train_batches(data.load("digits", "train"), batch_size=16, seed=c.seed)))
+    expected = model.init(jax.random.key(c.seed), jnp.asarray(first["x"]))
+    state = train.create_train_state(
+        model, train.make_optimizer(c)[0], jax.random.key(c.seed), False, first
+    )
+    chex.assert_trees_all_close(state.params, expected)
+
+    metrics = train.train_and_evaluate(c, str(tmp_path))
+    assert np.isfinite(metrics["test/bits_per_dim"])
+    _, loaded, params, *_ = train.load_run(str(tmp_path))
+    assert loaded.hparams["data_init"] and np.isfinite(float(jax.tree.leaves(params)[0].sum()))
