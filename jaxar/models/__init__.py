@@ -9,6 +9,8 @@ from jaxar.models import (
     pixelcnn,  # noqa: F401  (registers "pixelcnn")
     pixelcnn_pp,  # noqa: F401  (registers "pixelcnn_pp")
     pixelrnn,  # noqa: F401  (registers "row_lstm", "diagonal_bilstm")
+    transformer,  # noqa: F401  (registers "transformer")
+    vqvae,  # noqa: F401  (registers "vqvae")
     wavenet,  # noqa: F401  (registers "wavenet")
 )
 from jaxar.models.base import AutoregressiveModel
