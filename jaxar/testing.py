@@ -7,7 +7,9 @@ Each check uses only the model contract, so it applies to every registered model
   over the values of ``x_i`` whatever ``x_i`` is (a model that peeks at ``x_i`` itself fails);
 * :func:`assert_normalized`: the probabilities of every possible event sum to 1 (tiny events);
 * :func:`assert_cached_matches_naive`: cached and naive sampling draw the same samples from the
-  same key, and the samples' likelihood equals the sum of the log-probabilities drawn with.
+  same key, and the samples' likelihood equals the sum of the log-probabilities drawn with;
+* :func:`assert_teacher_forced_matches_full`: the cached decode step, fed a real event one step
+  at a time, gives at every step the distribution parameters of the full forward pass.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ __all__ = [
     "assert_cached_matches_naive",
     "assert_causal",
     "assert_normalized",
+    "assert_teacher_forced_matches_full",
     "randomize_params",
+    "teacher_forced_params",
 ]
 
 
@@ -113,3 +117,36 @@ def assert_cached_matches_naive(model, params, key, num: int, cond=None, *, rtol
         np.testing.assert_allclose(lp, ref_lp, rtol=rtol)
     np.testing.assert_allclose(model.log_prob(params, ref, cond), ref_lp, rtol=rtol)
     return ref
+
+
+def teacher_forced_params(model, params, x, cond=None) -> jnp.ndarray:
+    """Run the model's cached step over every sampling step, feeding the dimensions of ``x``
+    before the step (later ones zero, as the sampler has them): ``(B, steps, P)``."""
+    b, d, g = x.shape[0], model.num_dims, model.distribution.dims_per_step
+    x_flat = x.reshape(b, d)
+
+    @jax.jit
+    def run(params, x_flat, cond):
+        def body(cache, step):
+            seen = jnp.where(jnp.arange(d) < step * g, x_flat, 0)
+            out, cache = model.cached_step(params, cache, seen, step, cond)
+            return cache, out
+
+        _, out = jax.lax.scan(body, model.init_cache(params, b, cond), jnp.arange(d // g))
+        return jnp.moveaxis(out, 0, 1)
+
+    return run(params, x_flat, cond)
+
+
+def assert_teacher_forced_matches_full(model, params, x, cond=None, *, rtol: float = 1e-5):
+    """Assert that the cached step's parameters equal the full forward pass's at every step,
+    within ``rtol`` relative to the largest parameter."""
+    cached = np.asarray(teacher_forced_params(model, params, x, cond))
+    full = np.asarray(jax.jit(model.apply)(params, x, cond)).reshape(cached.shape)
+    err = np.abs(cached - full).max(axis=(0, 2))
+    scale = np.abs(full).max()
+    bad = np.flatnonzero(err > rtol * scale)
+    assert bad.size == 0, (
+        f"cached step differs from the full forward at steps {bad[:10].tolist()}: max relative "
+        f"error {err.max() / scale:.2e} > {rtol}"
+    )

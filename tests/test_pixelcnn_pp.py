@@ -14,6 +14,7 @@ from jaxar.nn.shifted import (
     DownShiftedConv2D,
     DownShiftedConvTranspose2D,
 )
+from jaxar.testing import assert_cached_matches_naive, assert_teacher_forced_matches_full
 
 TINY = dict(num_resnets=1, features=8, num_mixtures=2, dropout=0.0)
 RGB = dict(image_shape=(4, 4, 3), num_classes=3, **TINY)
@@ -155,18 +156,32 @@ def test_bfloat16_compute_keeps_float32_params_and_likelihood(rgb_params):
     np.testing.assert_allclose(np.asarray(lp16), np.asarray(lp32), rtol=2e-2)
 
 
-def test_naive_sampling_end_to_end_matches_log_prob(rgb_params):
+@pytest.mark.parametrize(
+    "hp",
+    [
+        RGB,
+        dict(image_shape=(8, 8, 1), **TINY),
+        dict(image_shape=(8, 4, 3), weight_norm=True, **TINY),
+    ],
+    ids=["rgb-conditional", "grey-8x8", "weight-norm"],
+)
+def test_cached_step_teacher_forced_equals_full_forward(hp):
+    """Every level of the U-net (8x8 -> 4x4 -> 2x2) and both streams, against the full pass."""
+    model = models.create("pixelcnn_pp", **hp)
+    params = _jitter(model.init(jax.random.key(0)), seed=5)
+    x = jax.random.randint(jax.random.key(1), (3, *model.event_shape), 0, 256)
+    cond = jnp.array([0, 1, 2], jnp.int32) if model.num_classes else None
+    assert_teacher_forced_matches_full(model, params, x, cond)
+
+
+def test_cached_sampling_equals_naive_and_matches_log_prob(rgb_params):
     model = models.create("pixelcnn_pp", **RGB)
+    assert model.default_sample_method == "cached"
     params = _jitter(rgb_params, seed=4)
     cond = jnp.array([0, 2, 2], jnp.int32)
-    x, logp = model.sample(params, jax.random.key(3), 3, cond, with_log_prob=True)
+    x = assert_cached_matches_naive(model, params, jax.random.key(3), 3, cond)
     assert x.shape == (3, 4, 4, 3) and x.dtype == jnp.int32
     assert int(x.min()) >= 0 and int(x.max()) <= 255
-    np.testing.assert_allclose(
-        np.asarray(model.log_prob(params, x, cond)), np.asarray(logp), rtol=1e-5, atol=1e-3
-    )
-    again = model.sample(params, jax.random.key(3), 3, cond)
-    np.testing.assert_array_equal(np.asarray(again), np.asarray(x))
 
 
 def test_grey_images_and_bad_hyperparameters(grey_params):

@@ -124,8 +124,10 @@ class ShiftedConv2D(_WeightNormKernel):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
-    def _padding(self):
+    def _padding(self, decode=None):
         kh, kw = self.kernel_size
+        if decode == "pixel":
+            return (0, 0), (0, 0)
         s = self.strides if self.transpose else 1
         rows = (kh - 1, s - 1)  # the kernel ends at the output row
         if self.shift == "down":
@@ -133,13 +135,28 @@ class ShiftedConv2D(_WeightNormKernel):
             cols = ((kw - 1) // 2, total - (kw - 1) // 2)
         else:
             cols = (kw - 1, s - 1)  # ... and at the output column
+        if decode == "row":
+            rows = (0, 0)
         return rows, cols
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        """``x`` ``(B, H, W, in)`` -> ``(B, H', W', features)``."""
+    def __call__(self, x: jnp.ndarray, decode: str | None = None) -> jnp.ndarray:
+        """``x`` ``(B, H, W, in)`` -> ``(B, H', W', features)``.
+
+        ``decode`` computes single outputs from windows the caller cut out (the cached
+        sampler): ``"row"`` takes the ``kh`` input rows one output row reads (no padding of
+        the rows; the columns are padded as in the full path) and gives that row, ``(B, 1,
+        W', features)``; ``"pixel"`` takes the ``kh x kw`` window one output reads (no
+        padding at all) and gives that output, ``(B, 1, 1, features)``. Not for transposed
+        convolutions, whose full path on one coarse row (pixel) already gives the fine rows
+        (pixels) it produces.
+        """
         if self.shift not in _SHIFTS:
             raise ValueError(f"shift must be one of {_SHIFTS}, got {self.shift!r}")
+        if decode not in (None, "row", "pixel") or (decode and self.transpose):
+            raise ValueError(
+                f"decode must be None, 'row' or 'pixel' (not transposed), got {decode!r}"
+            )
         if x.ndim != 4:
             raise ValueError(f"expected NHWC input (B, H, W, C), got shape {x.shape}")
         kh, kw = self.kernel_size
@@ -151,7 +168,7 @@ class ShiftedConv2D(_WeightNormKernel):
                 x,
                 kernel.astype(self.dtype),
                 window_strides=(1, 1) if self.transpose else (s, s),
-                padding=self._padding(),
+                padding=self._padding(decode),
                 lhs_dilation=(s, s) if self.transpose else (1, 1),
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
             )
