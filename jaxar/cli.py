@@ -1,9 +1,13 @@
-"""The ``jaxar`` command: train, eval, sample, models.
+"""The ``jaxar`` command: train, eval, sample, encode, models.
 
 jaxar train  --config FILE --workdir DIR [--config.KEY=VALUE ...]
 jaxar eval   --workdir DIR [--checkpoint best|latest|STEP]
 jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive] [--out STEM]
+jaxar encode --workdir VQVAE_DIR [--checkpoint best|latest|STEP]
 jaxar models
+
+A prior trained on ``codes:VQVAE_DIR`` (two-stage generation, see jaxar.two_stage): ``sample``
+also writes the decoded images (STEM_decoded.png), ``eval`` also the bound on image bits/dim.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ml_collections import config_flags
 
 __all__ = ["main"]
 
-COMMANDS = ("train", "eval", "sample", "models")
+COMMANDS = ("train", "eval", "sample", "encode", "models")
 FLAGS = flags.FLAGS
 
 
@@ -27,7 +31,7 @@ def _define_flags(command: str) -> None:
     if command == "train":
         config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, samples).")
-    if command == "eval":
+    if command in ("eval", "encode"):
         flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
     if command == "sample":
         flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
@@ -77,31 +81,49 @@ def _train(argv):
 
 
 def _eval(argv):
-    from jaxar import train
+    from jaxar import train, two_stage
 
-    config, model, params, info, step, test_src = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    config, model, state, info, step, test_src = train.restore_run(FLAGS.workdir, FLAGS.checkpoint)
     metrics = train.evaluate(
         model,
-        params,
+        state.eval_params,
         test_src,
         batch_size=config.eval_batch_size,
         binarize=config.data.binarize,
         seed=config.seed,
+        model_state=state.model_state,
     )
+    if train.is_autoencoder(model):
+        print(f"{model.name} step {step} on {info.name}: {train.format_metrics(metrics)}")
+        return
     print(
         f"{model.name} step {step}: test bits/dim {metrics['test/bits_per_dim']:.5f}, "
         f"{metrics['test/nll_nats']:.3f} nats per example over {len(test_src)} examples "
         f"of {info.name}"
     )
+    vqvae_dir = two_stage.prior_run_dir(config.data.name)
+    if vqvae_dir is not None:
+        bound = two_stage.image_bound(metrics["test/nll_nats"], two_stage.read_meta(vqvae_dir))
+        print(
+            f"image bound: {bound['test/image_bound_bits_per_dim']:.5f} bits/dim "
+            f"(-log p(x|z) {bound['test/recon_nll_nats']:.2f} + -log p(z) "
+            f"{metrics['test/nll_nats']:.2f} = {bound['test/image_bound_nats']:.2f} nats per image)"
+        )
 
 
 def _sample(argv):
     import jax
     import numpy as np
 
-    from jaxar import reporting, train
+    from jaxar import reporting, train, two_stage
+    from jaxar.data import DataInfo
 
-    _, model, params, info, step, _ = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    config, model, params, info, step, _ = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    if train.is_autoencoder(model):
+        raise ValueError(
+            f"{FLAGS.workdir} is a {model.name} run, which has no sampler; encode it with "
+            "`jaxar encode` and sample from a prior trained on codes:RUN_DIR"
+        )
     cond = train.sample_cond(model, FLAGS.num, FLAGS["class"].value)
     samples = model.sample(
         params, jax.random.key(FLAGS.seed), FLAGS.num, cond=cond, method=FLAGS.method or None
@@ -109,6 +131,26 @@ def _sample(argv):
     stem = FLAGS.out or os.path.join(FLAGS.workdir, f"samples_{step}")
     for path in reporting.save_samples(np.asarray(samples), info, stem):
         print(path)
+    vqvae_dir = two_stage.prior_run_dir(config.data.name)
+    if vqvae_dir is not None:
+        decoder, variables, meta = two_stage.load_decoder(vqvae_dir)
+        images = two_stage.decode_codes(decoder, variables, np.asarray(samples))
+        image_info = DataInfo(meta["source"], decoder.event_shape, decoder.num_levels)
+        for path in reporting.save_samples(images, image_info, stem + "_decoded"):
+            print(path)
+
+
+def _encode(argv):
+    from jaxar import two_stage
+
+    meta = two_stage.encode_run(FLAGS.workdir, FLAGS.checkpoint)
+    print(
+        f"encoded {meta['train_size']} train and {meta['test_size']} test images of "
+        f"{meta['source']} to {meta['code_shape']} grids of {meta['num_codes']} codes in "
+        f"{os.path.join(FLAGS.workdir, 'codes')} (step {meta['step']}); test reconstruction: "
+        f"{meta['test_recon_bits_per_dim']:.4f} bits/dim ({meta['test_recon_nll_nats']:.2f} "
+        f"nats per image), MSE {meta['test_mse']:.5f}"
+    )
 
 
 def _models(argv):
@@ -126,13 +168,14 @@ def main(argv: list[str] | None = None) -> None:
     command = argv.pop(1)
     _define_flags(command)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    run = {"train": _train, "eval": _eval, "sample": _sample, "models": _models}[command]
+    run = {"train": _train, "eval": _eval, "sample": _sample, "encode": _encode, "models": _models}
+    run = run[command]
 
     def entry(rest):
         # absl routes every library's INFO lines to stderr; keep jaxar's, quiet the rest.
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("jaxar").setLevel(logging.INFO)
-        if command in ("eval", "sample") and FLAGS.workdir is None:
+        if command in ("eval", "sample", "encode") and FLAGS.workdir is None:
             raise app.UsageError("--workdir is required")
         try:
             run(rest)

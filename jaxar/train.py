@@ -6,6 +6,11 @@ latest checkpoint if there is one, trains with one jitted data-parallel step, lo
 test bits/dim, keeps checkpoints (latest N and the best), and ends with a sample grid and a
 learning curve.
 
+Models that are not autoregressive (autoencoders such as the VQ-VAE, see
+:class:`jaxar.models.autoencoder.Autoencoder`) bring their own objective: the runner takes the
+loss, the non-gradient state (``TrainState.model_state``, checkpointed with the rest) and the
+test metrics from the model, and ends with inputs beside reconstructions instead of samples.
+
 The loss is the exact negative log-likelihood per dimension in nats; reported as bits/dim
 (``nats / ln 2``) and, for the test split, also as nats per example (the figure quoted for
 binary data).
@@ -18,6 +23,7 @@ import logging
 import math
 import os
 import time
+from functools import partial
 from typing import Any
 
 import flax
@@ -33,16 +39,19 @@ from jaxar.checkpointing import Checkpointer
 from jaxar.data import load
 from jaxar.data.pipeline import binarized_info, eval_batches, train_batches
 from jaxar.metrics import MetricWriter, read_jsonl
+from jaxar.models.autoencoder import Autoencoder
 
 __all__ = [
     "TrainState",
     "build_model",
     "create_train_state",
     "evaluate",
+    "is_autoencoder",
     "load_run",
     "make_eval_step",
     "make_optimizer",
     "make_train_step",
+    "restore_run",
     "train_and_evaluate",
 ]
 
@@ -62,11 +71,17 @@ class TrainState:
     opt_state: Any
     ema_params: Any
     nonfinite_step: jnp.ndarray
+    model_state: Any = None  # an autoencoder's non-gradient state (e.g. EMA codebook)
 
     @property
     def eval_params(self):
         """The weights to evaluate and sample with: the EMA if kept, else the raw ones."""
         return self.params if self.ema_params is None else self.ema_params
+
+
+def is_autoencoder(model) -> bool:
+    """Whether the runner trains ``model`` by its own objective rather than by its NLL."""
+    return isinstance(model, Autoencoder)
 
 
 # ---------------------------------------------------------------------------- building
@@ -161,16 +176,18 @@ def create_train_state(model, tx, rng, ema: bool, init_batch: dict | None = None
         x = jnp.asarray(init_batch["x"])
         cond = model.cond_from_batch(init_batch)
         params = model.init(rng, x, None if cond is None else jnp.asarray(cond))
-    return _new_state(params, tx, ema)
+    model_state = model.init_state(rng) if is_autoencoder(model) else None
+    return _new_state(params, tx, ema, model_state)
 
 
-def _new_state(params, tx, ema: bool) -> TrainState:
+def _new_state(params, tx, ema: bool, model_state=None) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=tx.init(params),
         ema_params=jax.tree.map(jnp.copy, params) if ema else None,
         nonfinite_step=jnp.full((), -1, jnp.int32),
+        model_state=model_state,
     )
 
 
@@ -181,21 +198,42 @@ def _nll_per_dim(model, params, batch, rng, train: bool):
     return -jnp.mean(lp) / model.num_dims
 
 
+def _objective(model):
+    """``(params, model_state, batch, rng) -> (loss, (new model_state, metrics))``: an
+    autoencoder's own loss, or the NLL per dimension (state untouched, no extra metrics)."""
+    if is_autoencoder(model):
+
+        def autoencoder_loss(params, model_state, batch, rng):
+            loss, new_state, metrics = model.loss(params, model_state, batch, rng)
+            return loss, (new_state, metrics)
+
+        return autoencoder_loss
+    return lambda params, model_state, batch, rng: (
+        _nll_per_dim(model, params, batch, rng, True),
+        (model_state, {}),
+    )
+
+
 def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int = 1, seed=0):
     """A pure step ``(state, batch) -> (state, metrics)``, to be jitted.
 
     With ``grad_accum_steps = k`` the batch is split into k micro-batches whose gradients are
-    averaged (a ``lax.scan``), so the update equals one step on the whole batch.
+    averaged (a ``lax.scan``), so the update equals one step on the whole batch. An
+    autoencoder's state passes through the micro-batches in turn; its metrics are averaged.
     """
+    grad_fn = jax.value_and_grad(_objective(model), has_aux=True)
 
-    def loss_and_grad(params, batch, rng):
-        return jax.value_and_grad(_nll_per_dim, argnums=1)(model, params, batch, rng, True)
+    def loss_and_grad(params, model_state, batch, rng):
+        (loss, (model_state, aux)), grads = grad_fn(params, model_state, batch, rng)
+        return loss, grads, model_state, aux
 
     def step_fn(state: TrainState, batch: dict):
         rng = jax.random.fold_in(jax.random.key(seed), state.step)
         batch = {k: v for k, v in batch.items() if k != "mask"}
         if grad_accum_steps == 1:
-            loss, grads = loss_and_grad(state.params, batch, rng)
+            loss, grads, model_state, aux = loss_and_grad(
+                state.params, state.model_state, batch, rng
+            )
         else:
             # Micro-batch i is rows i::k, so every device holds an equal share of each.
             micro = jax.tree.map(
@@ -207,12 +245,24 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
 
             def acc(carry, inputs):
                 i, mb = inputs
-                loss, grads = loss_and_grad(state.params, mb, jax.random.fold_in(rng, i))
-                return jax.tree.map(jnp.add, carry, (loss, grads)), None
+                sums, model_state = carry
+                loss, grads, model_state, aux = loss_and_grad(
+                    state.params, model_state, mb, jax.random.fold_in(rng, i)
+                )
+                return (jax.tree.map(jnp.add, sums, (loss, grads, aux)), model_state), None
 
-            zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-            (loss, grads), _ = jax.lax.scan(acc, zeros, (jnp.arange(grad_accum_steps), micro))
-            loss, grads = jax.tree.map(lambda t: t / grad_accum_steps, (loss, grads))
+            aux_shapes = jax.eval_shape(
+                lambda: loss_and_grad(state.params, state.model_state, first_micro(micro), rng)
+            )[3]
+            zeros = (
+                jnp.zeros((), jnp.float32),
+                jax.tree.map(jnp.zeros_like, state.params),
+                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shapes),
+            )
+            ((loss, grads, aux), model_state), _ = jax.lax.scan(
+                acc, (zeros, state.model_state), (jnp.arange(grad_accum_steps), micro)
+            )
+            loss, grads, aux = jax.tree.map(lambda t: t / grad_accum_steps, (loss, grads, aux))
         # optax mixes Python floats with int32 step counts (Adam's bias correction), which
         # strict dtype promotion rejects; jaxar's own code stays strict.
         with jax.numpy_dtype_promotion("standard"):
@@ -232,15 +282,22 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
             nonfinite_step=jnp.where(
                 (state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step
             ),
+            model_state=keep(model_state, state.model_state),
         )
-        metrics = {"loss": loss, "grad_norm": grad_norm}
+        metrics = {**aux, "loss": loss, "grad_norm": grad_norm}
         return new, metrics
+
+    def first_micro(micro):
+        return jax.tree.map(lambda v: v[0], micro)
 
     return step_fn
 
 
 def make_eval_step(model):
-    """A pure step ``(params, batch) -> (sum of NLL in nats, number of examples)``."""
+    """A pure step ``(params, batch) -> (sum of NLL in nats, number of examples)``; for an
+    autoencoder ``(params, model_state, batch) -> model.eval_sums(...)``."""
+    if is_autoencoder(model):
+        return model.eval_sums
 
     def eval_fn(params, batch):
         lp = model.log_prob(params, batch["x"], model.cond_from_batch(batch))
@@ -260,23 +317,35 @@ def evaluate(
     mesh=None,
     eval_step=None,
     seed: int = 0,
+    model_state=None,
 ) -> dict:
     """Exact test-set likelihood over every example of ``source``.
 
     Returns ``{"test/bits_per_dim", "test/nll_nats"}``: bits per dimension and the mean
-    negative log-likelihood of an example in nats.
+    negative log-likelihood of an example in nats. For an autoencoder (with its
+    ``model_state``), the metrics of ``model.summarize`` over the sums of every example.
     """
     mesh = mesh or parallel.make_mesh()
     parallel.check_batch_size(batch_size, mesh, "eval_batch_size")
     if eval_step is None:
         eval_step = jax.jit(make_eval_step(model))
     params = jax.device_put(params, parallel.replicated(mesh))
+    if is_autoencoder(model):
+        state = jax.device_put(model_state, parallel.replicated(mesh))
+        eval_step = partial(eval_step, params, state)
+    else:
+        eval_step = partial(eval_step, params)
     total, count = 0.0, 0.0
     n_proc, idx = jax.process_count(), jax.process_index()
     sums = []  # dispatch every batch first; fetch the (replicated) scalars after, in float64
     for batch in eval_batches(source, batch_size=batch_size, binarize=binarize, seed=seed):
         local = {key: np.array_split(v, n_proc)[idx] for key, v in batch.items()}
-        sums.append(eval_step(params, parallel.global_batch(local, mesh)))
+        sums.append(eval_step(parallel.global_batch(local, mesh)))
+    if is_autoencoder(model):
+        totals = jax.tree.map(lambda *v: sum(np.asarray(a, np.float64) for a in v), *sums)
+        if float(totals["count"]) != len(source):
+            raise RuntimeError(f"evaluated {totals['count']} examples of {len(source)}")
+        return model.summarize(totals)
     for nll, n in sums:
         total, count = total + float(nll), count + float(n)
     if count != len(source):
@@ -350,7 +419,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     init_batch = _data_init_batch(config, model, train_src)
     state = create_train_state(model, tx, rng, config.ema_decay > 0, init_batch)
     state = jax.device_put(state, repl)
-    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+    ckpt = _checkpointer(workdir, config, model)
     start = 0
     if ckpt.latest_step() is not None:
         state, start = ckpt.restore(state)
@@ -374,6 +443,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         donate_argnums=0,
     )
     eval_step = jax.jit(make_eval_step(model))
+    autoencoder = is_autoencoder(model)
     batches = train_batches(
         train_src,
         batch_size=config.batch_size,
@@ -420,10 +490,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                     "train/steps_per_sec": rate,
                     "train/examples_per_sec": rate * config.batch_size,
                 }
+                if autoencoder:  # its loss is no bits/dim; log it and the model's metrics
+                    del record["train/bits_per_dim"]
+                    record["train/loss"] = nats
+                    extra = {k: v for k, v in metrics.items() if k not in ("loss", "grad_norm")}
+                    record.update({f"train/{k}": float(v) for k, v in extra.items()})
                 writer.write(step, record)
-                pbar.set_postfix(
-                    bpd=f"{record['train/bits_per_dim']:.4f}", steps_s=f"{rate:.1f}", refresh=False
-                )
+                shown = {"loss": nats} if autoencoder else {"bpd": record["train/bits_per_dim"]}
+                shown = {k: f"{v:.4f}" for k, v in shown.items()}
+                pbar.set_postfix(**shown, steps_s=f"{rate:.1f}", refresh=False)
             if step % config.eval_every == 0 or last:
                 eval_metrics = evaluate(
                     model,
@@ -434,12 +509,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                     mesh=mesh,
                     eval_step=eval_step,
                     seed=config.seed,
+                    model_state=state.model_state,
                 )
                 writer.write(step, eval_metrics)
-                pbar.write(
-                    f"step {step}: test bits/dim {eval_metrics['test/bits_per_dim']:.4f}"
-                    f" ({eval_metrics['test/nll_nats']:.2f} nats per example)"
-                )
+                pbar.write(f"step {step}: {format_metrics(eval_metrics)}")
             if step % config.checkpoint_every == 0 or last:
                 check_finite(state)
                 fresh = eval_metrics if step % config.eval_every == 0 or last else None
@@ -453,8 +526,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         # Replicated weights: every process holds a whole copy; sample from the local one.
         local_params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state.eval_params)
         records = read_jsonl(writer.path)
-        reporting.save_curves(records, os.path.join(workdir, "curves.png"))
-        if config.num_samples:
+        curves = ("train/bits_per_dim", "test/bits_per_dim")
+        if autoencoder:
+            curves = (model.train_curve, model.test_curve)
+        reporting.save_curves(records, os.path.join(workdir, "curves.png"), curves)
+        if config.num_samples and autoencoder:
+            from jaxar import two_stage
+
+            local = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state.model_state)
+            two_stage.save_reconstructions(
+                model,
+                {"params": local_params, "vq": local},
+                test_src,
+                config.num_samples,
+                os.path.join(workdir, "reconstructions"),
+            )
+        elif config.num_samples:
             key = jax.random.fold_in(rng, config.num_steps)
             samples = model.sample(
                 local_params,
@@ -466,6 +553,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
             reporting.save_samples(np.asarray(samples), info, os.path.join(workdir, "samples"))
     ckpt.close()
     return eval_metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    """One line for a test evaluation: bits/dim and nats, or an autoencoder's metrics."""
+    if "test/bits_per_dim" in metrics:
+        return (
+            f"test bits/dim {metrics['test/bits_per_dim']:.4f}"
+            f" ({metrics['test/nll_nats']:.2f} nats per example)"
+        )
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def _checkpointer(workdir: str, config, model) -> Checkpointer:
+    best = model.best_metric if is_autoencoder(model) else "test/bits_per_dim"
+    return Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=best)
 
 
 def _dummy_params(model):
@@ -481,6 +583,13 @@ def load_run(workdir: str, checkpoint: str = "best"):
     ``checkpoint`` is ``"best"``, ``"latest"`` or a step number. Returns
     ``(config, model, params, info, step, test_source)``.
     """
+    config, model, state, info, step, test_src = restore_run(workdir, checkpoint)
+    return config, model, state.eval_params, info, step, test_src
+
+
+def restore_run(workdir: str, checkpoint: str = "best"):
+    """Like :func:`load_run`, with the whole :class:`TrainState` in place of the weights
+    (an autoencoder needs its ``model_state`` too)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} holds no config.json; is it a jaxar run directory?")
@@ -493,9 +602,15 @@ def load_run(workdir: str, checkpoint: str = "best"):
     # data-initialised model is set up from a dummy batch.
     shapes = jax.eval_shape(lambda: _dummy_params(model))
     params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    target = _new_state(params, tx, config.ema_decay > 0)
-    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+    model_state = None
+    if is_autoencoder(model):
+        model_state = jax.tree.map(
+            lambda s: jnp.zeros(s.shape, s.dtype),
+            jax.eval_shape(lambda: model.init_state(jax.random.key(0))),
+        )
+    target = _new_state(params, tx, config.ema_decay > 0, model_state)
+    ckpt = _checkpointer(workdir, config, model)
     step = checkpoint if checkpoint in ("best", "latest") else int(checkpoint)
     state, step = ckpt.restore(target, step)
     ckpt.close()
-    return config, model, state.eval_params, info, step, test_src
+    return config, model, state, info, step, test_src

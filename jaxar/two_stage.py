@@ -1,0 +1,174 @@
+"""Two-stage generation: a VQ-VAE compresses images to code grids, an autoregressive prior
+models the codes, and the VQ-VAE's decoder turns sampled codes back into images.
+
+1. Train a VQ-VAE (``jaxar train --config experiments/configs/vqvae_*.py --workdir RUN``).
+2. :func:`encode_run` (``jaxar encode --workdir RUN``) encodes the run's training and test
+   images once, into ``RUN/codes/{train,test}.npz`` and ``RUN/codes/meta.json``; the meta
+   records the checkpoint it used and the decoder's test ``-log p(x | z)``.
+3. Train any image model on ``data.name = "codes:RUN"`` (:mod:`jaxar.data.codes`): events
+   ``(h, w, 1)`` with ``num_levels = K``, class-conditional with ``data.conditional``.
+4. ``jaxar sample`` on the prior decodes its samples (:func:`decode_codes`); ``jaxar eval``
+   reports the prior's bits/dim over codes and :func:`image_bound`.
+
+**The bound.** For any code grid ``z``, ``p(x) = sum_z' p(x | z') p(z') >= p(x | z) p(z)``, so
+with ``z = z_q(x)`` (the encoder's codes) ``-log p(x | z) - log p(z)`` is an upper bound on the
+image's ``-log p(x)``; divided by ``D ln 2`` (``D = H W C`` image dimensions) it bounds the
+bits/dim, as reported by van den Oord et al. (2017). Its test-set mean is the decoder's mean
+``-log p(x | z)`` (measured at encoding) plus the prior's mean ``-log p(z)`` over the same test
+images, since the mean of a sum is the sum of the means.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from jaxar import reporting
+from jaxar.data.codes import read_meta
+from jaxar.data.pipeline import eval_batches
+
+__all__ = [
+    "decode_codes",
+    "encode_run",
+    "image_bound",
+    "load_decoder",
+    "prior_run_dir",
+    "read_meta",
+    "save_reconstructions",
+]
+
+CODES_PREFIX = "codes:"
+
+
+def _load_vqvae(workdir: str, checkpoint="best"):
+    from jaxar import train
+    from jaxar.models.vqvae import VQVAE
+
+    config, model, state, info, step, _ = train.restore_run(workdir, checkpoint)
+    if not isinstance(model, VQVAE):
+        raise ValueError(f"{workdir} is a run of {model.name!r}; expected a vqvae run")
+    variables = {"params": state.eval_params, "vq": state.model_state}
+    return config, model, variables, info, step
+
+
+def _encode_split(model, variables, source, batch_size: int, binarize: str, seed: int):
+    """Codes, labels and (for the bound) the summed -log p(x|z) and squared error."""
+    codes, labels, nll, sq = [], [], 0.0, 0.0
+    n_left = len(source)
+    for batch in eval_batches(source, batch_size=batch_size, binarize=binarize, seed=seed):
+        n = min(n_left, batch_size)
+        n_left -= n
+        x = batch["x"][:n].astype(np.int32)
+        codes.append(np.asarray(model.encode(variables, x)))
+        labels.append(batch["label"][:n] if "label" in batch else np.zeros(n, np.int32))
+        b_nll, b_sq = model.nll(variables, x)
+        nll, sq = nll + float(np.sum(np.asarray(b_nll, np.float64))), sq + float(np.sum(b_sq))
+    return np.concatenate(codes), np.concatenate(labels).astype(np.int32), nll, sq
+
+
+def encode_run(workdir: str, checkpoint: str = "best", batch_size: int = 500) -> dict:
+    """Encode both splits of the VQ-VAE run in ``workdir`` with its ``checkpoint``.
+
+    Writes ``workdir/codes/{train,test}.npz`` and ``meta.json``; returns the meta: codebook
+    size, code and image shapes, the checkpoint step, and the test split's mean
+    ``-log p(x | z)`` in nats (``test_recon_nll_nats``), its bits/dim and mean squared error.
+    """
+    from jaxar import train
+
+    config, model, variables, info, step = _load_vqvae(workdir, checkpoint)
+    train_src, test_src, _ = train._load_data(config)
+    out = os.path.join(workdir, "codes")
+    os.makedirs(out, exist_ok=True)
+    meta = {
+        "num_codes": model.num_codes,
+        "code_shape": list(model.code_shape),
+        "image_shape": list(model.event_shape),
+        "image_num_levels": model.num_levels,
+        "num_classes": int(info.num_classes),
+        "source": config.data.name,
+        "checkpoint": checkpoint,
+        "step": int(step),
+    }
+    for split, src in (("train", train_src), ("test", test_src)):
+        codes, labels, nll, sq = _encode_split(
+            model, variables, src, batch_size, config.data.binarize, config.seed
+        )
+        np.savez(os.path.join(out, f"{split}.npz"), codes=codes.astype(np.int32), labels=labels)
+        meta[f"{split}_size"] = len(codes)
+        if split == "test":
+            meta["test_recon_nll_nats"] = nll / len(codes)
+            meta["test_recon_bits_per_dim"] = nll / len(codes) / (model.num_dims * math.log(2.0))
+            meta["test_mse"] = sq / len(codes)
+    tmp = os.path.join(out, "meta.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=2)
+    os.replace(tmp, os.path.join(out, "meta.json"))  # last: its presence means complete
+    return meta
+
+
+def prior_run_dir(data_name: str) -> str | None:
+    """The VQ-VAE run a prior's data spec ``codes:RUN`` points at, or None for other data."""
+    return data_name[len(CODES_PREFIX) :] if data_name.startswith(CODES_PREFIX) else None
+
+
+def load_decoder(vqvae_dir: str):
+    """``(model, variables, meta)`` of the VQ-VAE whose codes are in ``vqvae_dir/codes``.
+
+    Restores the checkpoint the codes were made with; a ValueError if it has changed since.
+    """
+    meta = read_meta(vqvae_dir)
+    _, model, variables, _, step = _load_vqvae(vqvae_dir, meta["checkpoint"])
+    if step != meta["step"]:
+        raise ValueError(
+            f"{vqvae_dir}: the codes were encoded at step {meta['step']} but its "
+            f"{meta['checkpoint']!r} checkpoint is now step {step}; run `jaxar encode` again "
+            "and retrain the prior"
+        )
+    return model, variables, meta
+
+
+def decode_codes(model, variables, codes, batch_size: int = 500) -> np.ndarray:
+    """Images ``(N, H, W, C)`` int32 (the decoder's mean, rounded) of codes ``(N, h, w[, 1])``."""
+    codes = np.asarray(codes)
+    if codes.ndim == 4 and codes.shape[-1] == 1:
+        codes = codes[..., 0]
+    out = [
+        np.asarray(model.decode_mean(variables, codes[i : i + batch_size]))
+        for i in range(0, len(codes), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def image_bound(prior_nll_nats: float, meta: dict) -> dict:
+    """The bound on the images' bits/dim from the prior's mean test ``-log p(z)`` in nats.
+
+    Returns ``{"test/image_bound_bits_per_dim", "test/image_bound_nats",
+    "test/recon_nll_nats"}`` (the last is the decoder's ``-log p(x | z)`` term).
+    """
+    dims = math.prod(meta["image_shape"])
+    nats = float(meta["test_recon_nll_nats"]) + float(prior_nll_nats)
+    return {
+        "test/image_bound_bits_per_dim": nats / (dims * math.log(2.0)),
+        "test/image_bound_nats": nats,
+        "test/recon_nll_nats": float(meta["test_recon_nll_nats"]),
+    }
+
+
+def save_reconstructions(model, variables, source, num: int, stem: str) -> list[str]:
+    """The first ``num`` images of ``source`` (left) beside their reconstructions (right):
+    ``STEM.png``, and both as ``STEM.npy`` ``(2, num, H, W, C)``."""
+    from PIL import Image
+
+    num = min(int(num), len(source))
+    x = np.stack([source[i]["x"] for i in range(num)]).astype(np.int32)
+    recon = decode_codes(model, variables, np.asarray(model.encode(variables, x)))
+    left = reporting.image_grid(x, model.num_levels)
+    right = reporting.image_grid(recon, model.num_levels)
+    gap = np.full((left.shape[0], 8, *left.shape[2:]), 255, np.uint8)
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    np.save(stem + ".npy", np.stack([x, recon]))
+    Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(stem + ".png")
+    return [stem + ".npy", stem + ".png"]
