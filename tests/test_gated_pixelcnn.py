@@ -11,7 +11,7 @@ import pytest
 import jaxar
 from jaxar.models.gated_pixelcnn import GatedPixelCNN
 from jaxar.nn.gated import gate, gated_channel_mask
-from jaxar.testing import assert_causal
+from jaxar.testing import assert_causal, teacher_forced_params
 
 # Differences below this are float32 rounding (batch elements of one conv are not always summed
 # bit-identically); real dependences in these tiny random networks are orders larger.
@@ -184,32 +184,12 @@ def test_bfloat16_compute():
 
 
 # ---------------------------------------------------------------------------- cached sampler
-def teacher_forced_logits(model, params, x, cond=None):
-    """Run the cached step over every dimension, feeding ``x``'s dimensions before the step
-    (later ones zero, as the sampler has them): logits ``(B, D, L)``."""
-    b, d = x.shape[0], model.num_dims
-    x_flat = x.reshape(b, d)
-
-    @jax.jit
-    def run(params, x_flat, cond):
-        def body(cache, step):
-            seen = jnp.where(jnp.arange(d) < step, x_flat, 0)
-            logits, cache = model.cached_step(params, cache, seen, step, cond)
-            return cache, logits
-
-        cache = model.init_cache(params, b, cond)
-        _, out = jax.lax.scan(body, cache, jnp.arange(d))
-        return out.transpose(1, 0, 2)
-
-    return run(params, x_flat, cond)
-
-
 def test_cached_step_matches_full_forward_with_conditioning():
     model, params = make(**COND)
     x = jax.random.randint(jax.random.key(6), (2, *model.event_shape), 0, model.num_levels)
     cond = full_cond(model, 2, jax.random.key(7))
     full = jax.jit(model.apply)(params, x, cond).reshape(2, model.num_dims, -1)
-    cached = teacher_forced_logits(model, params, x, cond)
+    cached = teacher_forced_params(model, params, x, cond)
     rel = float(jnp.abs(cached - full).max() / jnp.abs(full).max())
     assert rel < 1e-5, rel
 
@@ -228,7 +208,7 @@ def test_cached_step_matches_full_forward_grey_wide_kernels():
     x = jax.random.randint(jax.random.key(8), (2, 4, 6, 1), 0, 5)
     labels = jnp.array([1, 0], jnp.int32)
     full = jax.jit(model.apply)(params, x, labels).reshape(2, model.num_dims, -1)
-    cached = teacher_forced_logits(model, params, x, labels)
+    cached = teacher_forced_params(model, params, x, labels)
     assert float(jnp.abs(cached - full).max() / jnp.abs(full).max()) < 1e-5
 
 

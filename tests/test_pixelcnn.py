@@ -13,6 +13,7 @@ from jaxar.testing import (
     assert_cached_matches_naive,
     assert_causal,
     assert_normalized,
+    assert_teacher_forced_matches_full,
     randomize_params,
 )
 
@@ -88,15 +89,7 @@ def test_cached_step_teacher_forced_equals_full_forward(rng, shape, num_classes)
     params = randomize_params(model.init(rng), jax.random.key(6), 0.3)
     x = jax.random.randint(jax.random.key(7), (2, *shape), 0, 4)
     cond = jnp.array([0, num_classes - 1], jnp.int32) if num_classes else None
-    full = model.apply(params, x, cond).reshape(2, -1, 4)
-    x_flat = x.reshape(2, -1)
-
-    def body(cache, i):
-        logits, cache = model.cached_step(params, cache, x_flat, i, cond)
-        return cache, logits
-
-    _, steps = jax.lax.scan(body, model.init_cache(params, 2, cond), jnp.arange(model.num_dims))
-    np.testing.assert_allclose(np.swapaxes(steps, 0, 1), full, rtol=1e-5, atol=1e-5)
+    assert_teacher_forced_matches_full(model, params, x, cond)
 
 
 @pytest.mark.parametrize("shape", [(4, 4, 3), (5, 6, 1)])

@@ -12,6 +12,7 @@ from jax import lax
 import jaxar
 from jaxar.distributions import mu_law_decode, mu_law_encode
 from jaxar.nn.wavenet import CausalConv1D, layers_to_cover, receptive_field
+from jaxar.testing import assert_teacher_forced_matches_full
 
 TINY = dict(
     length=24, num_levels=16, residual_channels=8, gate_channels=8, skip_channels=8,
@@ -148,16 +149,7 @@ def test_cached_step_equals_teacher_forced_forward(kw):
     p = m.init(jax.random.key(0))
     cond = _cond(m, 2)
     x = jax.random.randint(jax.random.key(1), (2, 24), 0, 16).astype(jnp.int32)
-    full = m.apply(p, x, cond)
-
-    def body(cache, t):
-        logits, cache = m.cached_step(p, cache, x, t, cond)
-        return cache, logits
-
-    _, steps = lax.scan(body, m.init_cache(p, 2, cond), jnp.arange(24))
-    steps = jnp.moveaxis(steps, 0, 1)
-    scale = float(jnp.max(jnp.abs(full)))
-    assert float(jnp.max(jnp.abs(steps - full))) <= 1e-5 * scale
+    assert_teacher_forced_matches_full(m, p, x, cond)
 
 
 @pytest.mark.parametrize("kw", CONDITIONINGS[::3])
