@@ -26,13 +26,21 @@ import jax.numpy as jnp
 import jaxar
 from jaxar import sampling
 
-IMAGE_MODELS = ("pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm", "pixelcnn_pp")
+IMAGE_MODELS = (
+    "pixelcnn",
+    "gated_pixelcnn",
+    "row_lstm",
+    "diagonal_bilstm",
+    "pixelcnn_pp",
+    "transformer",
+)
 SMALL = {
     "pixelcnn": dict(features=64, num_blocks=7, output_features=128),
     "gated_pixelcnn": dict(features=32, num_layers=7, output_features=64),
     "row_lstm": dict(hidden=32, num_layers=3, output_features=64),
     "diagonal_bilstm": dict(hidden=32, num_layers=3, output_features=64),
     "pixelcnn_pp": dict(num_resnets=1, features=32, num_mixtures=5),
+    "transformer": dict(num_layers=4, num_heads=4, embed_dim=64),
 }
 
 
