@@ -3,6 +3,7 @@ cached == naive sampling, conditioning, bfloat16, hparam validation, a short run
 
 import itertools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,12 @@ from jaxar import config as jaxar_config
 from jaxar import train
 from jaxar.models import transformer as transformer_module
 from jaxar.models.transformer import Transformer
-from jaxar.testing import assert_cached_matches_naive, assert_causal, assert_normalized
+from jaxar.testing import (
+    assert_cached_matches_naive,
+    assert_causal,
+    assert_normalized,
+    assert_teacher_forced_matches_full,
+)
 
 
 def tiny(image_shape, num_levels=4, **kw):
@@ -32,25 +38,6 @@ def make(image_shape, num_levels=4, seed=0, scale=0.5, **kw):
     shapes = jax.eval_shape(model.init, jax.random.key(0))
     params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, scale, s.shape), s.dtype), shapes)
     return model, params
-
-
-def teacher_forced_logits(model, params, x, cond=None):
-    """The cached step run over every position, fed ``x``'s tokens before the step (later ones
-    zero, as the sampler has them): logits ``(B, D, L)``."""
-    b, d = x.shape[0], model.num_dims
-    x_flat = x.reshape(b, d)
-
-    @jax.jit
-    def run(params, x_flat, cond):
-        def body(cache, step):
-            seen = jnp.where(jnp.arange(d) < step, x_flat, 0)
-            logits, cache = model.cached_step(params, cache, seen, step, cond)
-            return cache, logits
-
-        _, out = jax.lax.scan(body, model.init_cache(params, b, cond), jnp.arange(d))
-        return out.transpose(1, 0, 2)
-
-    return run(params, x_flat, cond)
 
 
 # ---------------------------------------------------------------------------- causality
@@ -109,11 +96,8 @@ def test_cached_step_teacher_forced_equals_full_forward(shape, levels, num_class
     model, params = make(shape, levels, num_layers=3, num_classes=num_classes, scale=0.3)
     x = jax.random.randint(jax.random.key(7), (2, *shape), 0, levels)
     cond = jnp.array([0, num_classes - 1], jnp.int32) if num_classes else None
-    full = jax.jit(model.apply)(params, x, cond).reshape(2, model.num_dims, levels)
-    cached = teacher_forced_logits(model, params, x, cond)
-    # Relative to the logits' scale, at every position of both examples.
-    err = jnp.abs(cached - full).max(axis=-1) / jnp.abs(full).max()
-    assert float(err.max()) < 1e-5, np.argwhere(np.asarray(err) >= 1e-5)
+    # Every position of both examples, within 1e-5 of the largest logit.
+    assert_teacher_forced_matches_full(model, params, x, cond)
 
 
 def test_cache_layout():
@@ -125,6 +109,25 @@ def test_cache_layout():
         for buf in layer["attn"].values():
             assert buf.shape == (5, 18, 2, 4) and buf.dtype == jnp.float32
             assert not bool(jnp.any(buf))
+    # One step writes its own row of every buffer and no other.
+    x_flat = jnp.ones((5, 18), jnp.int32)
+    _, cache = jax.jit(model.cached_step)(params, cache, x_flat, jnp.int32(3))
+    for buf in jax.tree.leaves(cache):
+        written = np.flatnonzero(np.abs(np.asarray(buf)).sum(axis=(0, 2, 3)))
+        np.testing.assert_array_equal(written, [3])
+
+
+def test_decode_step_attends_one_query_not_the_full_square():
+    """The step's program has no (D, D) score matrix (the full forward's does): one query
+    against the D cached keys, O(D) attention per step."""
+    model, params = make((2, 3, 3))
+    d = model.num_dims
+    cache = model.init_cache(params, 2)
+    step = str(jax.make_jaxpr(model.cached_step)(params, cache, jnp.zeros((2, d), jnp.int32), 5))
+    full = str(jax.make_jaxpr(model.apply)(params, jnp.zeros((2, *model.event_shape), jnp.int32)))
+    square = re.compile(rf"\[[0-9,]*\b{d},{d}\]")
+    assert square.search(full) and not square.search(step)
+    assert re.search(rf"f32\[2,2,1,{d}\]", step)  # (batch, heads, 1 query, D keys)
 
 
 @pytest.mark.parametrize(
