@@ -44,7 +44,13 @@ from jaxar.distributions import Categorical
 from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
 
-__all__ = ["CausalSelfAttention", "Transformer", "TransformerBlock", "TransformerNet"]
+__all__ = [
+    "CausalSelfAttention",
+    "Transformer",
+    "TransformerBlock",
+    "TransformerNet",
+    "causal_mask",
+]
 
 _EMBED_INIT = nn.initializers.normal(stddev=0.02)
 
