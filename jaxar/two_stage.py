@@ -54,9 +54,9 @@ def _load_vqvae(workdir: str, checkpoint="best"):
     return config, model, variables, info, step
 
 
-def _encode_split(model, variables, source, batch_size: int, binarize: str, seed: int):
-    """Codes, labels and (for the bound) the summed -log p(x|z) and squared error."""
-    codes, labels, nll, sq = [], [], 0.0, 0.0
+def _encode_split(model, variables, source, batch_size: int, binarize: str, seed: int, nll: bool):
+    """Codes, labels and, with ``nll``, the summed -log p(x|z) and squared error (else 0)."""
+    codes, labels, nll_sum, sq = [], [], 0.0, 0.0
     n_left = len(source)
     for batch in eval_batches(source, batch_size=batch_size, binarize=binarize, seed=seed):
         n = min(n_left, batch_size)
@@ -64,9 +64,11 @@ def _encode_split(model, variables, source, batch_size: int, binarize: str, seed
         x = batch["x"][:n].astype(np.int32)
         codes.append(np.asarray(model.encode(variables, x)))
         labels.append(batch["label"][:n] if "label" in batch else np.zeros(n, np.int32))
-        b_nll, b_sq = model.nll(variables, x)
-        nll, sq = nll + float(np.sum(np.asarray(b_nll, np.float64))), sq + float(np.sum(b_sq))
-    return np.concatenate(codes), np.concatenate(labels).astype(np.int32), nll, sq
+        if nll:
+            b_nll, b_sq = model.nll(variables, x)
+            nll_sum += float(np.sum(np.asarray(b_nll, np.float64)))
+            sq += float(np.sum(np.asarray(b_sq, np.float64)))
+    return np.concatenate(codes), np.concatenate(labels).astype(np.int32), nll_sum, sq
 
 
 def encode_run(workdir: str, checkpoint: str = "best", batch_size: int = 500) -> dict:
@@ -94,7 +96,7 @@ def encode_run(workdir: str, checkpoint: str = "best", batch_size: int = 500) ->
     }
     for split, src in (("train", train_src), ("test", test_src)):
         codes, labels, nll, sq = _encode_split(
-            model, variables, src, batch_size, config.data.binarize, config.seed
+            model, variables, src, batch_size, config.data.binarize, config.seed, split == "test"
         )
         np.savez(os.path.join(out, f"{split}.npz"), codes=codes.astype(np.int32), labels=labels)
         meta[f"{split}_size"] = len(codes)

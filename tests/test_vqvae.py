@@ -260,16 +260,10 @@ def test_resume_of_a_vqvae_run_is_exact(tmp_path, monkeypatch):
     )
 
 
-def test_bad_input_is_named(tmp_path):
+def test_bad_input_is_named(tmp_path, two_stage_runs):
     with pytest.raises(FileNotFoundError, match="jaxar encode"):
         load(f"codes:{tmp_path}", "train")
+    with pytest.raises(ValueError, match="expected a vqvae run"):
+        two_stage.encode_run(two_stage_runs["prior_dir"])
     with pytest.raises(ValueError, match="divisible by 2\\^num_downsamples"):
         train.build_model(vqvae_config(**{"model.num_downsamples": 4}), load("digits", "test").info)
-    with pytest.raises(ValueError, match="expected a vqvae run"):
-        c = vqvae_config()
-        c.model_name, c.model = "pixelcnn", jaxar_config.default().model
-        c.model.features, c.model.num_blocks, c.model.output_features = 8, 1, 8
-        c.num_steps = c.checkpoint_every = c.eval_every = 2
-        c.num_samples = 0
-        train.train_and_evaluate(c, str(tmp_path / "pcnn"))
-        two_stage.encode_run(str(tmp_path / "pcnn"))

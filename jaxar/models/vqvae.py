@@ -163,7 +163,7 @@ class VQVAE(Autoencoder):
     train_curve = "train/recon_bits_per_dim"
     test_curve = "test/recon_bits_per_dim"
 
-    def __init__(self, *, net: VQVAENet, event_shape, num_levels: int, hparams=None):
+    def __init__(self, *, net: VQVAENet, event_shape, num_levels: int):
         super().__init__(name="vqvae", event_shape=event_shape, num_levels=num_levels)
         self.net = net
         self.distribution = Categorical(num_levels)
@@ -304,9 +304,11 @@ def vqvae(
     """A VQ-VAE over images ``image_shape = (H, W, C)`` with ``num_levels`` levels.
 
     ``H`` and ``W`` must be divisible by ``2^num_downsamples`` (the code grid is
-    ``(H, W) / 2^num_downsamples``); ``num_codes`` is K; ``ema_decay > 0`` learns the codebook by
-    EMA instead of the codebook loss; ``restart_threshold`` (0: off) restarts codes used by
-    fewer than ``restart_threshold / K`` of the vectors (moving average with ``usage_decay``).
+    ``(H, W) / 2^num_downsamples``); ``num_codes`` is K; ``beta`` weighs the commitment loss;
+    ``ema_decay > 0`` learns the codebook by EMA instead of the codebook loss (the codebook's
+    own EMA, not the runner's parameter EMA ``config.ema_decay``); ``restart_threshold`` (0: off)
+    restarts codes used by fewer than ``restart_threshold / K`` of the vectors (moving average
+    with ``usage_decay``). ``features`` is even (the upsampling layers have ``features / 2``).
     """
     image_shape = tuple(int(d) for d in image_shape)
     if len(image_shape) != 3 or min(image_shape) < 1:
@@ -317,9 +319,9 @@ def vqvae(
             f"num_downsamples must be >= 1 with H and W divisible by 2^num_downsamples; got "
             f"num_downsamples={num_downsamples} for image_shape {image_shape}"
         )
-    if num_codes < 2 or code_dim < 1 or features < 2 or res_features < 1:
+    if num_codes < 2 or code_dim < 1 or features < 2 or features % 2 or res_features < 1:
         raise ValueError(
-            f"need num_codes >= 2, code_dim >= 1, features >= 2, res_features >= 1; got "
+            f"need num_codes >= 2, code_dim >= 1, even features >= 2, res_features >= 1; got "
             f"{num_codes}, {code_dim}, {features}, {res_features}"
         )
     if not 0.0 <= ema_decay < 1.0 or not 0.0 <= usage_decay < 1.0:
