@@ -251,8 +251,9 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
                 )
                 return (jax.tree.map(jnp.add, sums, (loss, grads, aux)), model_state), None
 
+            first = jax.tree.map(lambda v: v[0], micro)
             aux_shapes = jax.eval_shape(
-                lambda: loss_and_grad(state.params, state.model_state, first_micro(micro), rng)
+                lambda: loss_and_grad(state.params, state.model_state, first, rng)
             )[3]
             zeros = (
                 jnp.zeros((), jnp.float32),
@@ -286,9 +287,6 @@ def make_train_step(model, tx, *, ema_decay: float = 0.0, grad_accum_steps: int 
         )
         metrics = {**aux, "loss": loss, "grad_norm": grad_norm}
         return new, metrics
-
-    def first_micro(micro):
-        return jax.tree.map(lambda v: v[0], micro)
 
     return step_fn
 

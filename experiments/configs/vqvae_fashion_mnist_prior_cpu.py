@@ -15,7 +15,9 @@ grids after 1,000 steps: prior 4.463 bits/dim over codes (151.6 nats per 7x7 gri
 be uniform over K = 64); bound on the images -log p(x|z) - log p(z) = 1998.4 + 151.6 = 2150.0
 nats per image, 3.956 bits/dim; 63 s wall clock for ``jaxar train``; ``jaxar sample --num=64``
 (cached sampler, decoded PNG) 8 s. The samples are blurry, blob-like garments: the Gated
-PixelCNN reads each code as one scalar level, which suits codes (unordered symbols) poorly.
+PixelCNN reads each code as one scalar level, which suits codes (unordered symbols) poorly;
+the Transformer prior (learned code embeddings) of vqvae_fashion_mnist_prior_transformer_cpu.py
+reaches 2.911 bits/dim over the same codes and a 3.859 bits/dim image bound.
 """
 
 from jaxar import config as jaxar_config
