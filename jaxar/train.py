@@ -420,7 +420,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     ckpt = _checkpointer(workdir, config, model)
     start = 0
     if ckpt.latest_step() is not None:
-        state, start = ckpt.restore(state)
+        state, start = _restore(ckpt, state)
         log.info("resumed from %s at step %d", workdir, start)
     if is_main:
         _save_config(config, workdir)
@@ -568,6 +568,19 @@ def _checkpointer(workdir: str, config, model) -> Checkpointer:
     return Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=best)
 
 
+def _restore(ckpt: Checkpointer, target: TrainState, step=None) -> tuple[TrainState, int]:
+    """``ckpt.restore``, also reading checkpoints written before ``TrainState`` had a
+    ``model_state`` (autoregressive runs: their trees lack the key)."""
+    try:
+        return ckpt.restore(target, step)
+    except ValueError as e:
+        if target.model_state is not None or "model_state" not in str(e):
+            raise
+    fields = ("step", "params", "opt_state", "ema_params", "nonfinite_step")
+    old, step = ckpt.restore({f: getattr(target, f) for f in fields}, step)
+    return TrainState(**old), step
+
+
 def _dummy_params(model):
     if not model.hparams.get("data_init"):
         return model.init(jax.random.key(0))
@@ -609,6 +622,6 @@ def restore_run(workdir: str, checkpoint: str = "best"):
     target = _new_state(params, tx, config.ema_decay > 0, model_state)
     ckpt = _checkpointer(workdir, config, model)
     step = checkpoint if checkpoint in ("best", "latest") else int(checkpoint)
-    state, step = ckpt.restore(target, step)
+    state, step = _restore(ckpt, target, step)
     ckpt.close()
     return config, model, state, info, step, test_src

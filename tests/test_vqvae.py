@@ -4,6 +4,7 @@ a prior over the codes, decoded samples, the image bound, exact resume, bad inpu
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -277,3 +278,25 @@ def test_vqvae_with_gradient_accumulation(tmp_path):
     assert np.isfinite(metrics["test/recon_bits_per_dim"])
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert all(np.isfinite(r["train/perplexity"]) for r in records if "train/perplexity" in r)
+
+
+def test_checkpoints_written_before_model_state_still_restore(tmp_path):
+    c = jaxar_config.default()
+    c.model.features, c.model.num_blocks, c.model.output_features = 8, 1, 8
+    c.model.first_kernel = 3
+    c.batch_size, c.eval_batch_size, c.num_steps = 32, 100, 2
+    c.log_every = c.eval_every = c.checkpoint_every = 2
+    c.num_samples = 0
+    train.train_and_evaluate(c, str(tmp_path / "new"))
+    state = train.restore_run(str(tmp_path / "new"), "latest")[2]
+    # An autoregressive run's checkpoint as the runner wrote it before TrainState.model_state.
+    (tmp_path / "old").mkdir()
+    shutil.copy(tmp_path / "new" / "config.json", tmp_path / "old")
+    ckpt = Checkpointer(str(tmp_path / "old"))
+    fields = ("step", "params", "opt_state", "ema_params", "nonfinite_step")
+    ckpt.save(2, {f: getattr(state, f) for f in fields})
+    ckpt.wait()
+    ckpt.close()
+    restored = train.restore_run(str(tmp_path / "old"), "latest")[2]
+    assert restored.model_state is None and int(restored.step) == 2
+    jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
