@@ -12,8 +12,9 @@ Run (then the prior, vqvae_fashion_mnist_prior_cpu.py):
 Result (2026-11-30, 2-core CPU shared with other jobs, load 4-7): after 1,000 steps, over all
 10,000 test images: reconstruction -log p(x|z) 3.678 bits/dim (1998.4 nats per image), mean
 squared error 0.0129 (pixels in [0, 1]), code perplexity 50.1 of 64, every code used; 10 min
-13 s wall clock for ``jaxar train``; ``jaxar encode`` (70,000 images) 28 s at load 2-3. The prior and the image bound:
-vqvae_fashion_mnist_prior_cpu.py.
+13 s wall clock for ``jaxar train``; ``jaxar encode`` (70,000 images) 28 s at load 2-3. The
+priors and the image bound: vqvae_fashion_mnist_prior_cpu.py (Gated PixelCNN) and
+vqvae_fashion_mnist_prior_transformer_cpu.py (Transformer).
 """
 
 from jaxar import config as jaxar_config
