@@ -79,9 +79,14 @@ class GatedPixelCNNNet(nn.Module):
     num_classes: int = 0
     cond_dim: int = 0
     cond_map_channels: int = 0
+    input_embedding: int = 0
     dtype: Any = jnp.float32
 
     def setup(self):
+        if self.input_embedding:
+            self.input_embed = nn.Embed(
+                self.num_levels, self.input_embedding, dtype=self.dtype, name="input_embed"
+            )
         self.blocks = [
             GatedBlock(
                 self.features,
@@ -103,6 +108,15 @@ class GatedPixelCNNNet(nn.Module):
         self.out_hidden = conv(self.output_features, "out_hidden")
         self.out_logits = conv(self.channels * self.num_levels, "out_logits")
 
+    def _input(self, x):
+        """The first layer's input: each channel's level centred to ``[-1, 1]``, or (with
+        ``input_embedding``) a learned vector per level, channel c's vector in feature block
+        c so that the colour masks see it as group c: ``(B, H, W, C)`` or ``(B, H, W, C E)``."""
+        if not self.input_embedding:
+            return centered(x, self.num_levels, self.dtype)
+        e = self.input_embed(x)
+        return e.reshape(*x.shape[:-1], x.shape[-1] * self.input_embedding)
+
     def _head(self, skip, pos=None, width=None):
         h = self.out_hidden(nn.relu(skip), pos, width)
         logits = self.out_logits(nn.relu(h), pos, width)
@@ -111,7 +125,7 @@ class GatedPixelCNNNet(nn.Module):
     def __call__(self, x, cond=None, train: bool = False):
         del train  # no dropout
         cond = _cond_dict(cond)
-        v = h = centered(x, self.num_levels, self.dtype)
+        v = h = self._input(x)
         skip = 0.0
         for block in self.blocks:
             v, h, s = block(v, h, cond)
@@ -122,7 +136,7 @@ class GatedPixelCNNNet(nn.Module):
         """Decode path: the vertical stack of every layer for image row ``row`` (whose rows
         above must be final in ``image``); stores each layer's link row in the cache."""
         cond = _cond_dict(cond)
-        v = centered(image, self.num_levels, self.dtype)
+        v = self._input(image)
         for block in self.blocks:
             v = block.vertical_row(v, row, cond)
 
@@ -131,7 +145,7 @@ class GatedPixelCNNNet(nn.Module):
         generated so far -> logits ``(B, C, L)`` of the pixel; a channel's logits are exact once
         the channels before it are in ``image``."""
         cond = _cond_dict(cond)
-        x = centered(image, self.num_levels, self.dtype)
+        x = self._input(image)
         skip = 0.0
         for block in self.blocks:
             x, s = block.horizontal_pixel(x, (h, w), image.shape[2], cond)
@@ -296,6 +310,7 @@ def gated_pixelcnn(
     first_kernel: int = 7,
     kernel: int = 3,
     output_features: int = 256,
+    input_embedding: int = 0,
     dtype: str = "float32",
 ) -> GatedPixelCNN:
     """A Gated PixelCNN over images of ``image_shape = (H, W, C)`` with ``num_levels`` levels.
@@ -303,7 +318,9 @@ def gated_pixelcnn(
     ``features`` and ``output_features`` must be divisible by ``C`` (colour groups);
     ``first_kernel`` is odd and >= 3, ``kernel`` odd; ``dtype`` is the compute dtype
     ("float32" or "bfloat16"); parameters stay float32. See the module docstring for the
-    conditioning hyperparameters.
+    conditioning hyperparameters. ``input_embedding > 0`` feeds the first layer a learned
+    vector of that size per level instead of the level's value centred to ``[-1, 1]``: for
+    unordered symbols such as VQ-VAE codes, where nearby indices mean nothing alike.
     """
     image_shape = tuple(int(d) for d in image_shape)
     if len(image_shape) != 3 or min(image_shape) < 1:
@@ -322,6 +339,7 @@ def gated_pixelcnn(
             f"{first_kernel}, kernel={kernel}"
         )
     for name, value in (
+        ("input_embedding", input_embedding),
         ("num_classes", num_classes),
         ("cond_dim", cond_dim),
         ("cond_map_channels", cond_map_channels),
@@ -339,6 +357,7 @@ def gated_pixelcnn(
         num_classes=num_classes,
         cond_dim=cond_dim,
         cond_map_channels=cond_map_channels,
+        input_embedding=input_embedding,
         dtype=jnp.dtype(dtype),
     )
     return GatedPixelCNN(
