@@ -1,5 +1,6 @@
 """Gated PixelCNN prior over the 7x7 code grids of the VQ-VAE of vqvae_fashion_mnist.py
-(events (7, 7, 1) with 256 levels, one per code): 10 gated layers of 64 features.
+(events (7, 7, 1) with 256 levels, one per code): 10 gated layers of 64 features, reading each
+code through a learned 32-dimensional embedding (codes are unordered symbols, not levels).
 
 Needs the codes first: ``jaxar encode --workdir runs/vqvae_fashion_mnist``. Class-conditional
 with ``--config.data.conditional=True``.
@@ -23,7 +24,14 @@ def get_config():
     c.data.name = "codes:runs/vqvae_fashion_mnist"
     c.model_name = "gated_pixelcnn"
     c.model = ml_collections.ConfigDict(
-        dict(features=64, num_layers=10, first_kernel=7, kernel=3, output_features=256)
+        dict(
+            features=64,
+            num_layers=10,
+            first_kernel=7,
+            kernel=3,
+            output_features=256,
+            input_embedding=32,
+        )
     )
     c.batch_size = 64
     c.num_steps = 20_000
