@@ -158,12 +158,8 @@ def test_bfloat16_compute_keeps_float32_params_and_likelihood(rgb_params):
 
 @pytest.mark.parametrize(
     "hp",
-    [
-        RGB,
-        dict(image_shape=(8, 8, 1), **TINY),
-        dict(image_shape=(8, 4, 3), weight_norm=True, **TINY),
-    ],
-    ids=["rgb-conditional", "grey-8x8", "weight-norm"],
+    [RGB, dict(image_shape=(8, 8, 1), weight_norm=True, **TINY)],
+    ids=["rgb-conditional", "grey-8x8-weight-norm"],
 )
 def test_cached_step_teacher_forced_equals_full_forward(hp):
     """Every level of the U-net (8x8 -> 4x4 -> 2x2) and both streams, against the full pass."""
