@@ -107,13 +107,13 @@ def test_cache_layout():
     for layer in cache.values():
         assert set(layer["attn"]) == {"key", "value"}
         for buf in layer["attn"].values():
-            assert buf.shape == (5, 18, 2, 4) and buf.dtype == jnp.float32
+            assert buf.shape == (5, 2, 18, 4) and buf.dtype == jnp.float32  # (B, heads, D, d)
             assert not bool(jnp.any(buf))
     # One step writes its own row of every buffer and no other.
     x_flat = jnp.ones((5, 18), jnp.int32)
     _, cache = jax.jit(model.cached_step)(params, cache, x_flat, jnp.int32(3))
     for buf in jax.tree.leaves(cache):
-        written = np.flatnonzero(np.abs(np.asarray(buf)).sum(axis=(0, 2, 3)))
+        written = np.flatnonzero(np.abs(np.asarray(buf)).sum(axis=(0, 1, 3)))
         np.testing.assert_array_equal(written, [3])
 
 

@@ -23,10 +23,13 @@ training) acts on the embeddings and on both residual branches.
 
 **Cached decoding.** :meth:`TransformerNet.step` runs one position ``i`` for the whole batch.
 Every attention layer keeps, in the flax ``cache`` collection, a key buffer and a value buffer
-of fixed shape ``(B, D, heads, head_dim)`` (compute dtype). The step writes the new position's
+of fixed shape ``(B, heads, D, head_dim)`` (compute dtype). The step writes the new position's
 key and value into row ``i`` with ``lax.dynamic_update_slice`` and attends its query over all
 ``D`` rows with rows ``> i`` masked out, so a step costs ``O(D)`` attention work instead of a
-full ``O(D^2)`` forward pass. The input of step ``i`` is read from ``x_{i-1}`` of the flat
+full ``O(D^2)`` forward pass. Heads come before positions so that the per-step attention
+contracts the buffers as they lie: with a ``(B, D, heads, head_dim)`` buffer XLA (CPU) copied
+both buffers into that order at every step, and cached sampling of 28x28 images at batch 16 was
+3.7x slower. The input of step ``i`` is read from ``x_{i-1}`` of the flat
 image the sampler carries, so the cache only ever holds values of tokens already drawn.
 """
 
@@ -61,13 +64,14 @@ def causal_mask(num: int) -> np.ndarray:
 
 
 def _attend(q, k, v, mask, dtype):
-    """Masked multi-head attention: ``q (B, Tq, H, d)``, ``k, v (B, Tk, H, d)``, ``mask``
-    broadcastable to ``(B, H, Tq, Tk)`` -> ``(B, Tq, H, d)``. Softmax in float32."""
+    """Masked multi-head attention: ``q (B, Tq, H, d)``, ``k, v (B, H, Tk, d)`` (heads first,
+    the cache layout), ``mask`` broadcastable to ``(B, H, Tq, Tk)`` -> ``(B, Tq, H, d)``.
+    Softmax in float32."""
     scale = q.shape[-1] ** -0.5
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * scale
+    scores = jnp.einsum("bqhd,bhkd->bhqk", q, k).astype(jnp.float32) * scale
     scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+    return jnp.einsum("bhqk,bhkd->bqhd", probs, v)
 
 
 def _layer_norm(h, dtype, name: str):
@@ -92,15 +96,16 @@ class CausalSelfAttention(nn.Module):
         embed_dim = h.shape[-1]
         head_dim = embed_dim // self.num_heads
         qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(h)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q = qkv[:, :, 0]
+        k, v = (jnp.swapaxes(qkv[:, :, i], 1, 2) for i in (1, 2))  # (B, H, T, d)
         if step is None:
             mask = causal_mask(h.shape[1])
         else:
-            shape = (h.shape[0], self.num_positions, self.num_heads, head_dim)
+            shape = (h.shape[0], self.num_heads, self.num_positions, head_dim)
             keys = self.variable("cache", "key", jnp.zeros, shape, self.dtype)
             values = self.variable("cache", "value", jnp.zeros, shape, self.dtype)
             zero = jnp.zeros((), jnp.int32)
-            at = (zero, jnp.asarray(step, jnp.int32), zero, zero)
+            at = (zero, zero, jnp.asarray(step, jnp.int32), zero)
             keys.value = lax.dynamic_update_slice(keys.value, k.astype(self.dtype), at)
             values.value = lax.dynamic_update_slice(values.value, v.astype(self.dtype), at)
             k, v = keys.value, values.value
