@@ -9,7 +9,10 @@ Run:
     jaxar train --config experiments/configs/pixelcnn_pp_fashion_mnist_cpu.py \
         --workdir runs/pixelcnn_pp_fashion_mnist_cpu
 
-Result: not yet measured.
+Result (2026-11-30, 2-core CPU shared with up to three other jobs, load 2-7): test 2.999
+bits/dim (1629.5 nats per image) over all 10,000 test images after 1,000 steps (train 2.975 at
+the last step); 1 h 42 min wall clock, of which the run was paused 25 min, and 72 min of CPU
+time (``/usr/bin/time``: 3,604 s user + 707 s system); about 1 step/s when it had the machine.
 """
 
 from jaxar import config as jaxar_config
