@@ -144,7 +144,8 @@ def main():
         f"### Sampling, {image[0]}x{image[1]}x{image[2]} images, 256 levels — "
         f"{hardware()}, jax {jax.__version__}, {time.strftime('%Y-%m-%d')}\n\n"
         f"Command: `python benchmarks/sampling.py --models {args.models} --batches "
-        f"{args.batches} --image {args.image}`. Model sizes: "
+        f"{args.batches} --image {args.image} --repeats {args.repeats} --naive-steps "
+        f"{args.naive_steps} --naive-budget {args.naive_budget}`. Model sizes: "
         + "; ".join(
             f"{n} {json.dumps({**SMALL.get(n, {}), **extra.get(n, {})})}"
             for n in args.models.split(",")
