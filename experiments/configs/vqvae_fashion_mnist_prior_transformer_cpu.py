@@ -11,10 +11,10 @@ Run (after vqvae_fashion_mnist_cpu.py and its ``jaxar encode``):
 
 Result (2026-11-30, 2-core CPU shared with other jobs, load 4-5), over all 10,000 test code
 grids after 1,000 steps: prior 2.911 bits/dim over codes (98.9 nats per 7x7 grid, against 100.2
-for the Gated PixelCNN prior with its code embedding); bound on the images 1998.4 + 98.9 = 2097.3 nats per image, 3.859
-bits/dim; 161 s wall clock for ``jaxar train``; ``jaxar sample --num=64`` 11 s. The decoded
-samples are recognisable garments (shirts, trousers, shoes, bags), blurred by the decoder's
-mean image.
+for the Gated PixelCNN prior with its code embedding); bound on the images 1998.4 + 98.9 =
+2097.3 nats per image, 3.859 bits/dim; 161 s wall clock for ``jaxar train``; ``jaxar sample
+--num=64`` 11 s. The decoded samples are recognisable garments (shirts, trousers, shoes, bags),
+blurred by the decoder's mean image.
 """
 
 import ml_collections
