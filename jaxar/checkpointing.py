@@ -27,9 +27,15 @@ class Checkpointer:
     def __init__(self, directory: str, keep: int = 3, best_metric: str = "test/bits_per_dim"):
         directory = os.path.abspath(directory)
         self.best_metric = best_metric
+        # The two managers may finish async saves of the same step at the same time; on
+        # several hosts their barriers must not share names (orbax's barrier keys are fixed
+        # strings, so two concurrent saves would otherwise meet at one barrier and fail).
+        barriers = lambda name: ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
         self._latest = ocp.CheckpointManager(
             os.path.join(directory, "checkpoints"),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, multiprocessing_options=barriers("latest")
+            ),
         )
         self._best = ocp.CheckpointManager(
             os.path.join(directory, "best"),
@@ -38,6 +44,7 @@ class Checkpointer:
                 best_fn=lambda m: m[best_metric],
                 best_mode="min",
                 create=True,
+                multiprocessing_options=barriers("best"),
             ),
         )
 
