@@ -167,7 +167,9 @@ def test_vqvae_trains_through_the_runner(two_stage_runs):
     before, after = two_stage_runs["before"], two_stage_runs["after"]
     assert after["test/recon_bits_per_dim"] < before["test/recon_bits_per_dim"] - 0.5
     assert 0.0 <= after["test/mse"] < before["test/mse"]
-    assert 1.0 <= after["test/perplexity"] <= 16.0
+    # No codebook collapse: the 16 codes are used like at least two equally used ones (4.5
+    # measured); 16 is the most K = 16 codes can give.
+    assert 2.0 <= after["test/perplexity"] <= 16.0
     vq_dir = two_stage_runs["vq_dir"]
     records = [json.loads(line) for line in open(os.path.join(vq_dir, "metrics.jsonl"))]
     assert {"train/loss", "train/perplexity", "train/usage", "train/mse"} <= set(records[0])

@@ -9,6 +9,7 @@ and reports its own test metrics. The runner calls only the methods below; every
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -17,7 +18,7 @@ import jax
 __all__ = ["Autoencoder"]
 
 
-class Autoencoder:
+class Autoencoder(abc.ABC):
     """A model of integer events ``event_shape`` trained by :meth:`loss`.
 
     Attributes: ``name``, ``event_shape``, ``num_levels``, ``num_classes`` (0), ``hparams``,
@@ -47,23 +48,23 @@ class Autoencoder:
     def cond_from_batch(self, batch: dict):
         return None
 
+    @abc.abstractmethod
     def init(self, rng: jax.Array) -> Any:
         """The parameters (what the optimizer trains)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def init_state(self, rng: jax.Array) -> Any:
         """The initial non-gradient state (a pytree of arrays), from the same ``rng`` as init."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss(self, params, state, batch: dict, rng: jax.Array):
         """``(scalar loss, new state, dict of scalar metrics)`` on a training batch (pure)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def eval_sums(self, params, state, batch: dict) -> dict:
         """Sums over the real examples of an evaluation batch (``batch["mask"]`` marks them);
         must include ``"count"``, the number of real examples. Pure, jittable."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def summarize(self, sums: dict) -> dict:
         """The test metrics (``"test/..."`` floats) from the sums over the whole split."""
-        raise NotImplementedError
