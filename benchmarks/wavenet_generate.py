@@ -14,7 +14,9 @@ extrapolated to the full length (labelled so in the table).
     python benchmarks/wavenet_generate.py --write        # and appends it to BENCHMARKS.md
 
 Reference: r9y9/wavenet_vocoder's cached generation of this model runs at 403 samples/s at
-batch 1 and 2,511 samples/s at batch 16 on one core of the 2-core development machine.
+batch 1 and 2,511 samples/s at batch 16 on one core of the 2-core development machine. For a
+like-for-like figure run this on one core too, ``taskset -c 1 python benchmarks/...``; the
+table header says how many CPUs the process could use.
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ def table(rows, length: int, repeats: int) -> str:
         "",
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; JAX "
         f"{jax.__version__} on {dev.platform} ({dev.device_kind}); {_cpu_name()}, "
-        f"{os.cpu_count()} CPUs visible. Samples/s = batch x steps / wall time, best and median "
+        f"{len(os.sched_getaffinity(0))} of its {os.cpu_count()} CPUs in this process's affinity. "
+        f"Samples/s = batch x steps / wall time, best and median "
         f"of {repeats} runs after a warm-up; compile time separate.",
         "",
         "| method | batch | samples/s (best) | samples/s (median) | us per step | compile s "

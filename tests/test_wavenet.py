@@ -95,10 +95,10 @@ def test_causal_conv_step_path_equals_full_path():
     want = want + jnp.pad(x, ((0, 0), (8, 0), (0, 0)))[:, :30] @ k[0] + params["bias"]
     np.testing.assert_allclose(full, want, rtol=1e-5, atol=1e-5)
 
-    assert conv.cache_length == 9  # dilation * (kernel - 1) + 1 entries
-    for xb in (x, x[:1]):  # batch 1 reads the taps by one gather, larger batches by slices
+    assert conv.cache_length == 8  # dilation * (kernel - 1) past inputs
+    for xb in (x, x[:1]):
         _, cache = conv.apply({"params": params}, xb[:, 0], jnp.int32(0), mutable=["cache"])
-        assert cache["cache"]["ring"].shape == (9, len(xb), 3)
+        assert cache["cache"]["lines"].shape == (4, len(xb), 2 * 3)  # (d, B, (k - 1) C)
         cache = jax.tree.map(jnp.zeros_like, cache["cache"])
 
         def body(cache, t, xb=xb):
@@ -237,3 +237,14 @@ def test_inverse_cdf_sampling_draws_the_softmax():
     freq = np.bincount(draws, minlength=5) / len(draws)
     assert freq[1] == 0.0  # a zero-probability level is never drawn
     np.testing.assert_allclose(freq, [0.1, 0.0, 0.6, 0.25, 0.05], atol=0.01)
+
+
+@pytest.mark.parametrize("n", [2, 5, 9, 10, 256, 257])
+def test_inverse_cdf_two_level_cumsum(n):
+    """The blocked CDF equals a plain cumulative sum, whether or not n is a square."""
+    from jaxar.models.wavenet import InverseCdfCategorical
+
+    probs = jax.random.uniform(jax.random.key(n), (3, n), jnp.float32)
+    cdf = InverseCdfCategorical(n).cdf(probs)
+    assert cdf.shape == (3, n)
+    np.testing.assert_allclose(cdf, np.cumsum(np.asarray(probs, np.float64), -1), rtol=1e-5)

@@ -24,14 +24,15 @@ V_g c)``, with one fused projection for all layers:
 only. :meth:`WaveNet.cond_from_batch` builds ``cond`` from a data batch.
 
 Fast generation (Paine et al. 2016): the cached sampler runs one time step per scan step, each
-layer reading its past inputs from a ring buffer of its last ``dilation * (kernel_size - 1) + 1``
-inputs (see :class:`jaxar.nn.wavenet.CausalConv1D`), and the conditioning of that time step is
+layer reading its past inputs from a cache of its last ``dilation * (kernel_size - 1)`` inputs
+(see :class:`jaxar.nn.wavenet.CausalConv1D`), and the conditioning of that time step is
 computed from its one frame, so each sample costs ``O(layers)`` work whatever the length. The
 draw inverts the CDF with one uniform per example (:class:`InverseCdfCategorical`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -64,14 +65,30 @@ class InverseCdfCategorical(Categorical):
 
     One uniform per example instead of the ``num_levels`` Gumbel draws of
     ``jax.random.categorical``: on CPU the PRNG, not the network, otherwise dominates a cached
-    WaveNet step. The CDF is a matmul with an upper-triangular matrix of ones. Exact: value
-    ``i`` is drawn with probability ``softmax(logits)_i`` (up to float32 rounding of the CDF).
+    WaveNet step. Exact: value ``i`` is drawn with probability ``softmax(logits)_i`` (up to
+    float32 rounding of the CDF, see :meth:`cdf`).
     """
+
+    def cdf(self, probs: jnp.ndarray) -> jnp.ndarray:
+        """``cdf[:, i] = sum_{j <= i} probs[:, j]`` for ``probs`` ``(B, n)``, in two levels.
+
+        The ``n`` levels are padded to ``m * m`` (``m = ceil(sqrt(n))``) and split into ``m``
+        blocks of ``m``: a matmul with an ``m x m`` upper-triangular matrix of ones sums within
+        each block, a second one sums the block totals before each block. That is
+        ``O(B n sqrt(n))`` multiply-adds where one ``n x n`` triangle would take ``O(B n^2)``
+        (for n = 256, 4.4k instead of 65.5k per example: ~7% of a paper-size WaveNet step).
+        """
+        batch, n = probs.shape
+        m = math.isqrt(n - 1) + 1  # the least m with m * m >= n
+        blocks = jnp.pad(probs, ((0, 0), (0, m * m - n))).reshape(batch, m, m)
+        ones = jnp.ones((m, m), probs.dtype)
+        within = blocks @ jnp.triu(ones)  # inclusive sums inside each block
+        before = within[:, :, -1] @ jnp.triu(ones, 1)  # totals of the blocks before each
+        return (within + before[:, :, None]).reshape(batch, m * m)[:, :n]
 
     def sample_step(self, key: jax.Array, logits: jnp.ndarray) -> jnp.ndarray:
         probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-        upper = jnp.triu(jnp.ones((self.num_levels, self.num_levels), jnp.float32))
-        cdf = probs @ upper  # cdf[:, i] = sum_{j <= i} probs[:, j]
+        cdf = self.cdf(probs)
         u = jax.random.uniform(key, (logits.shape[0], 1), jnp.float32) * cdf[:, -1:]
         values = jnp.sum((cdf <= u).astype(jnp.int32), axis=-1, keepdims=True)
         return jnp.minimum(values, self.num_levels - 1)

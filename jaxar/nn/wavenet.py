@@ -8,17 +8,19 @@ so ``y_t`` reads ``x_t`` and the ``k - 1`` inputs ``d, 2d, ..., (k-1)d`` steps b
 such layers with dilations ``d_l`` sees ``receptive_field(k, d) = 1 + (k-1) sum_l d_l`` samples.
 
 Fast generation (Paine et al. 2016, "Fast Wavenet Generation Algorithm"): at one time step a
-layer needs only its own past inputs at ``t - d, ..., t - (k-1)d``. The decode path keeps the
-last ``d * (k-1) + 1`` inputs in the ``cache`` collection as a time-major ring buffer
-``(d * (k-1) + 1, B, C)``: slot ``s`` holds the input at the latest time ``= s mod (d(k-1)+1)``.
-A step writes ``x_t`` into its slot, gathers the ``k`` taps ``x_{t-(k-1)d}, ..., x_{t-d}, x_t``
-in one read, and runs one matmul over them, ``taps.reshape(B, k C) @ W.reshape(k C, out)``. The
-zero-initialised buffer is the zero left padding, so the step computes what the full path does;
-each step costs ``O(k C out)`` per layer, independent of the dilation and of the length.
+layer needs only its own past inputs at ``t - d, ..., t - (k-1)d``, all of the same phase
+``t mod d``. The decode path keeps them in the ``cache`` collection as ``lines``, shape
+``(d, B, (k-1) C)``: row ``p`` holds the ``k - 1`` latest inputs of phase ``p``, oldest first. A
+step reads row ``t mod d`` (``x_{t-(k-1)d}, ..., x_{t-d}``), appends ``x_t`` to get the ``k`` taps
+``(B, k C)``, runs one matmul over them, ``taps @ W.reshape(k C, out)``, and writes the last
+``k - 1`` taps back as the row's new content. The zero-initialised cache is the zero left
+padding, so the step computes what the full path does; each step costs ``O(k C out)`` per
+layer, independent of the dilation and of the length, and keeps ``(k-1) d`` inputs.
 
-The one extra slot is what lets the write come before the reads: the reads then depend on the
-write and XLA updates the buffer in place inside ``lax.scan``. Writing after the reads (a buffer
-of exactly ``d(k-1)``), with nothing ordering the two, makes XLA copy every buffer at every step.
+The write depends on the read, so XLA orders the two and updates the cache in place inside
+``lax.scan``. This layout reads the taps with one slice and one concatenation at every batch
+size; it replaced a ring buffer of single inputs read by ``k - 1`` slices (measured in
+BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -85,9 +87,9 @@ class CausalConv1D(nn.Module):
 
     @property
     def cache_length(self) -> int:
-        """Inputs the decode path keeps: ``dilation * (kernel_size - 1) + 1``, the current one
-        included (0 for a 1x1 convolution)."""
-        return self.dilation * (self.kernel_size - 1) + 1 if self.kernel_size > 1 else 0
+        """Past inputs the decode path keeps: ``dilation * (kernel_size - 1)`` (0 for a 1x1
+        convolution)."""
+        return self.dilation * (self.kernel_size - 1)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, step: jnp.ndarray | None = None) -> jnp.ndarray:
@@ -121,24 +123,12 @@ class CausalConv1D(nn.Module):
         batch, c = x.shape
         if k == 1:
             return x @ kernel[0]
-        # See the module docstring: x_t is written first, then the k taps are read at once.
-        size = (k - 1) * d + 1
-        ring = self.variable("cache", "ring", jnp.zeros, (size, batch, c), self.dtype)
-        buf = lax.dynamic_update_index_in_dim(ring.value, x, step % size, 0)
-        ring.value = buf
-        if batch == 1:
-            # One gather of all k taps: the fewest kernels, which is what counts at batch 1
-            # (about 25% less CPU time per step than slices; measured, see the benchmark).
-            times = step - d * jnp.arange(k - 1, -1, -1, dtype=jnp.int32)
-            taps = jnp.take(buf, times % size, axis=0, mode="clip")  # (k, 1, C), in range
-            taps = taps.reshape(1, k * c)
-        else:
-            # Contiguous (B, C) slices: XLA's generic gather is slower once rows are large.
-            taps = [
-                lax.dynamic_index_in_dim(buf, (step - (k - 1 - j) * d) % size, keepdims=False)
-                for j in range(k - 1)
-            ]
-            taps = jnp.concatenate([*taps, x], axis=-1)  # x_{t-(k-1)d}, ..., x_{t-d}, x_t
+        # See the module docstring: row p = t mod d holds x_{t-(k-1)d}, ..., x_{t-d}.
+        lines = self.variable("cache", "lines", jnp.zeros, (d, batch, (k - 1) * c), self.dtype)
+        phase = lax.rem(step, jnp.int32(d))  # steps are >= 0: no sign fix-up
+        past = lax.dynamic_index_in_dim(lines.value, phase, keepdims=False)
+        taps = jnp.concatenate([past, x], axis=-1)  # x_{t-(k-1)d}, ..., x_{t-d}, x_t
+        lines.value = lax.dynamic_update_index_in_dim(lines.value, taps[:, c:], phase, 0)
         return taps @ kernel.reshape(k * c, self.features)
 
 
