@@ -118,19 +118,23 @@ def _sample(argv):
     from jaxar import reporting, train, two_stage
     from jaxar.data import DataInfo
 
-    config, model, params, info, step, _ = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    config, model, params, info, step, test_src = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
     if train.is_autoencoder(model):
         raise ValueError(
             f"{FLAGS.workdir} is a {model.name} run, which has no sampler; encode it with "
             "`jaxar encode` and sample from a prior trained on codes:RUN_DIR"
         )
-    cond = train.sample_cond(model, FLAGS.num, FLAGS["class"].value)
+    examples = train.conditioning_examples(model, test_src, FLAGS.num)
+    cond = train.sample_cond(model, FLAGS.num, FLAGS["class"].value, examples)
     samples = model.sample(
         params, jax.random.key(FLAGS.seed), FLAGS.num, cond=cond, method=FLAGS.method or None
     )
     stem = FLAGS.out or os.path.join(FLAGS.workdir, f"samples_{step}")
     for path in reporting.save_samples(np.asarray(samples), info, stem):
         print(path)
+    if examples is not None:  # the test windows whose features the samples were given
+        for path in reporting.save_samples(examples["x"], info, stem + "_reference"):
+            print(path)
     vqvae_dir = two_stage.prior_run_dir(config.data.name)
     if vqvae_dir is not None:
         decoder, variables, meta = two_stage.load_decoder(vqvae_dir)

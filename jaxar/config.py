@@ -33,6 +33,12 @@ def default() -> ml_collections.ConfigDict:
     # Audio only: crop length (samples), sample rate, mu-law levels.
     c.data.length = 0
     c.data.sample_rate = 0
+    # Audio only: local conditioning features, "" (none) or "log_mel" with one frame per
+    # feature_hop samples; the runner sets the model's local_features and local_hop to match.
+    c.data.features = ""
+    c.data.num_mels = 80
+    c.data.feature_hop = 0
+    c.data.fft_size = 0  # 0: the least power of two >= 4 hops
 
     c.model_name = "pixelcnn"
     c.model = ml_collections.ConfigDict(

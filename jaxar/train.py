@@ -89,7 +89,7 @@ def data_options(config) -> dict:
     opts = {}
     if config.data.get("data_dir"):
         opts["data_dir"] = config.data.data_dir
-    for key in ("length", "sample_rate"):
+    for key in ("length", "sample_rate", "features", "num_mels", "feature_hop", "fft_size"):
         if config.data.get(key):
             opts[key] = config.data[key]
     return opts
@@ -109,6 +109,20 @@ def build_model(config: ml_collections.ConfigDict, info) -> models.Autoregressiv
         if not info.num_classes:
             raise ValueError(f"data.conditional is set but {info.name} has no labels")
         filled["num_classes"] = info.num_classes
+    if info.feature_shape:
+        if "local_features" not in accepted:
+            raise ValueError(
+                f"the data {info.name} has local conditioning features but model "
+                f"{config.model_name} takes none; unset config.data.features"
+            )
+        filled["local_features"] = info.feature_shape[-1]
+        filled["local_hop"] = info.feature_hop
+    elif hparams.get("local_features"):
+        raise ValueError(
+            f"model {config.model_name} is conditioned on local features "
+            f"(model.local_features={hparams['local_features']}) but the data {info.name} has "
+            "none; set config.data.features (e.g. 'log_mel') and config.data.feature_hop"
+        )
     for key, value in filled.items():
         if key in accepted and key not in hparams:
             if key == "image_shape" and len(info.event_shape) != 3:
@@ -123,6 +137,14 @@ def build_model(config: ml_collections.ConfigDict, info) -> models.Autoregressiv
             f"{model.num_levels} levels but the data {info.name} has {tuple(info.event_shape)} "
             f"with {info.num_levels} levels"
         )
+    if info.feature_shape:
+        got = (model.hparams.get("local_features"), model.hparams.get("local_hop"))
+        if got != (info.feature_shape[-1], info.feature_hop):
+            raise ValueError(
+                f"model {config.model_name} has local_features={got[0]}, local_hop={got[1]} "
+                f"but the data {info.name} has {info.feature_shape[-1]} features per frame, "
+                f"one frame per {info.feature_hop} samples"
+            )
     return model
 
 
@@ -368,17 +390,49 @@ def _load_data(config):
     return train_src, test_src, binarized_info(train_src.info, config.data.binarize)
 
 
-def sample_cond(model, num: int, class_label: int | None = None):
-    """Conditioning for ``num`` samples: the given class, or classes 0, 1, ... in turn."""
-    if not model.num_classes:
-        if class_label is not None:
-            raise ValueError(f"{model.name} is unconditional; --class needs a conditional model")
-        return None
+def sample_cond(model, num: int, class_label: int | None = None, examples: dict | None = None):
+    """Conditioning for ``num`` samples.
+
+    Labels: the given class, else the labels of ``examples`` when the model also takes local
+    features (a vocoder resynthesises those examples), else classes 0, 1, ... in turn. Local
+    features (a model with ``local_features``) come from ``examples`` (see
+    :func:`conditioning_examples`), which is then required.
+    """
+    local = getattr(model, "local_features", 0)
     if class_label is not None:
+        if not model.num_classes:
+            raise ValueError(f"{model.name} is unconditional; --class needs a conditional model")
         if not 0 <= class_label < model.num_classes:
             raise ValueError(f"class must be in [0, {model.num_classes}), got {class_label}")
-        return jnp.full((num,), class_label, jnp.int32)
-    return jnp.arange(num, dtype=jnp.int32) % model.num_classes
+        labels = jnp.full((num,), class_label, jnp.int32)
+    elif model.num_classes and local and examples is not None:
+        labels = jnp.asarray(examples["label"], jnp.int32)
+    elif model.num_classes:
+        labels = jnp.arange(num, dtype=jnp.int32) % model.num_classes
+    else:
+        labels = None
+    if not local:
+        return labels
+    if examples is None:
+        raise ValueError(f"{model.name} is conditioned on local features: pass examples")
+    cond = {"features": jnp.asarray(examples["features"], jnp.float32)}
+    if labels is not None:
+        cond["label"] = labels
+    return cond
+
+
+def conditioning_examples(model, source, num: int) -> dict | None:
+    """The first ``num`` examples of ``source`` as one batch, for a model whose samples are
+    conditioned on per-example data (local features); None for any other model."""
+    if not getattr(model, "local_features", 0):
+        return None
+    if len(source) < num:
+        raise ValueError(
+            f"{num} samples need the local features of {num} examples, but "
+            f"{source.info.name} has {len(source)}"
+        )
+    elements = [source[i] for i in range(num)]
+    return {k: np.stack([e[k] for e in elements]) for k in elements[0]}
 
 
 def _data_init_batch(config, model, train_src) -> dict | None:
@@ -541,14 +595,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
             )
         elif config.num_samples:
             key = jax.random.fold_in(rng, config.num_steps)
+            examples = conditioning_examples(model, test_src, config.num_samples)
             samples = model.sample(
                 local_params,
                 key,
                 config.num_samples,
-                cond=sample_cond(model, config.num_samples),
+                cond=sample_cond(model, config.num_samples, examples=examples),
                 method=config.sample_method or None,
             )
             reporting.save_samples(np.asarray(samples), info, os.path.join(workdir, "samples"))
+            if examples is not None:  # what the samples were conditioned on, to compare
+                reporting.save_samples(examples["x"], info, os.path.join(workdir, "reference"))
     ckpt.close()
     return eval_metrics
 

@@ -97,7 +97,7 @@ def test_short_file_padded_and_counted(wav_dir, caplog):
     f = src.files.index(short)
     x = next(src[i]["x"] for i in range(len(src)) if int(src[i]["file"]) == f)
     assert np.all(x[80:] == mu_law_encode_np(np.zeros(1))[0])  # digital silence after 80
-    assert "padded 1 files" in caplog.text and "padded 0 files" in caplog.text
+    assert "padded 1 clips" in caplog.text and "padded 0 clips" in caplog.text
 
 
 def test_silence_trimming_counted_and_logged(tmp_path, caplog):
@@ -110,7 +110,7 @@ def test_silence_trimming_counted_and_logged(tmp_path, caplog):
     assert src.stats.trimmed_files == 1
     assert src.stats.trimmed_seconds == pytest.approx(0.3, abs=0.011)
     assert src.stats.seconds == pytest.approx(0.5, abs=0.011)
-    assert "trimmed 0.3 s of silence from 1 files" in caplog.text
+    assert "trimmed 0.3 s of silence from 1 clips" in caplog.text
     untrimmed = _load(tmp_path, "train", test_fraction=0.5)
     assert untrimmed.stats.trimmed_files == 0 and untrimmed.stats.seconds == pytest.approx(0.8)
 
@@ -180,3 +180,78 @@ def test_real_speech_corpus(tmp_path):
         assert src.info.sample_rate == 8000 and src.stats.resampled == 0
         x = np.stack([src[i]["x"] for i in range(len(src))])
         assert x.shape[1] == 4000 and len(np.unique(x)) > 20  # real, varied audio
+
+
+# ------------------------------------------------------------------ log-mel features
+def test_log_mel_of_a_tone_peaks_in_its_band():
+    from jaxar.data.features import log_mel_spectrogram, mel_filterbank
+
+    fb = mel_filterbank(8000, 512, 40)
+    assert fb.shape == (257, 40)
+    np.testing.assert_allclose(fb.sum(axis=0), 1.0, rtol=1e-5)  # each band averages its bins
+    feats = log_mel_spectrogram(_tone(0.5, 8000, 1000.0, 0.9), 8000, hop=80, num_mels=40)
+    assert feats.shape == (50, 40) and feats.dtype == np.float32
+    centre = np.argmax(fb[round(1000 / 8000 * 512)])  # the band whose filter peaks near 1 kHz
+    assert abs(int(np.argmax(feats[25])) - int(centre)) <= 1
+    assert 0.0 <= feats.min() and feats.max() <= 1.0 and feats[25].max() > 0.8
+    assert log_mel_spectrogram(np.zeros(800, np.float32), 8000, 80, 40).max() == 0.0  # -100 dB
+
+
+def test_log_mel_frame_f_describes_samples_around_f_hop():
+    """A click inside frame f changes the frames whose windows reach it and no others."""
+    from jaxar.data.features import log_mel_spectrogram
+
+    hop, n_fft = 80, 256
+    audio = _tone(0.4, 8000, 500.0, 0.1)
+    base = log_mel_spectrogram(audio, 8000, hop, 20, n_fft)
+    click = audio.copy()
+    click[20 * hop + hop // 2] += 0.5  # the middle of frame 20
+    changed = np.flatnonzero(np.abs(log_mel_spectrogram(click, 8000, hop, 20, n_fft) - base).max(1))
+    half = n_fft // 2 // hop  # frames whose window (n_fft wide, centred mid-frame) reaches it
+    assert 20 in changed and changed.min() >= 20 - half - 1 and changed.max() <= 20 + half + 1
+
+
+def test_log_mel_bad_input():
+    from jaxar.data.features import log_mel_spectrogram, mel_filterbank
+
+    with pytest.raises(ValueError, match="multiple of hop"):
+        log_mel_spectrogram(np.zeros(801, np.float32), 8000, 80)
+    with pytest.raises(ValueError, match="mono"):
+        log_mel_spectrogram(np.zeros((800, 2), np.float32), 8000, 80)
+    with pytest.raises(ValueError, match="hold no FFT bin"):
+        mel_filterbank(8000, 64, 80)
+    with pytest.raises(ValueError, match="fmax"):
+        mel_filterbank(8000, 512, 40, fmax=5000.0)
+
+
+def test_windows_carry_the_log_mel_frames_of_their_samples(wav_dir):
+    """Every element's features are the clip's own frames for exactly its samples, for the
+    fixed test windows and for random training crops (which start on a frame boundary)."""
+    from jaxar.data.features import log_mel_spectrogram
+
+    kw = dict(features="log_mel", feature_hop=80, num_mels=20, fft_size=256)
+    train = _load(wav_dir, "train", **kw)
+    assert train.info.feature_shape == (5, 20) and train.info.feature_hop == 80
+    checked = 0
+    for f, path in enumerate(train.files):
+        audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        if rate != 8000 or audio.shape[1] != 1:
+            continue  # resampled / down-mixed clips: checked through the source below
+        n = max(400, -(-len(audio) // 80) * 80)
+        clip = np.pad(audio[:, 0], (0, n - len(audio)))
+        want = log_mel_spectrogram(clip, 8000, 80, 20, 256)
+        windows = [i for i in range(len(train)) if int(train[i]["file"]) == f]
+        assert len(windows) == -(-n // 400)
+        for w, i in enumerate(windows):
+            starts = [min(400 * w, n - 400)]  # the documented test window
+            rng = np.random.default_rng(w)
+            starts.append(80 * int(np.random.default_rng(w).integers(0, (n - 400) // 80 + 1)))
+            for el, start in zip((train[i], train.train_transform(train[i], rng)), starts):
+                np.testing.assert_array_equal(el["x"], mu_law_encode_np(clip[start : start + 400]))
+                np.testing.assert_array_equal(el["features"], want[start // 80 : start // 80 + 5])
+        checked += 1
+    assert checked >= 2
+    with pytest.raises(ValueError, match="multiple of config.data.feature_hop"):
+        _load(wav_dir, "train", features="log_mel", feature_hop=300)
+    with pytest.raises(ValueError, match="unknown features 'mfcc'"):
+        _load(wav_dir, "train", features="mfcc", feature_hop=80)

@@ -7,7 +7,8 @@ integer levels: ``(H, W, C)`` for images, ``(T,)`` for audio) and, where the dat
 Specs: ``digits`` (scikit-learn's bundled 8x8 digits, 17 levels, the embedded default),
 ``idx:DIR`` (MNIST-format gzipped IDX files, e.g. Fashion-MNIST from Debian's
 ``dataset-fashion-mnist``), ``tfds:NAME`` (``tfds.data_source`` over prepared array_record
-data). Other modules add loaders with :func:`register_loader`.
+data; audio datasets such as ``ljspeech`` and ``vctk`` through :mod:`jaxar.data.tfds_audio`).
+Other modules add loaders with :func:`register_loader`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class DataInfo:
       num_classes: number of labels (0 if unlabelled).
       kind: ``"image"`` or ``"audio"``.
       sample_rate: samples per second, for audio.
+      feature_shape: ``(frames, features)`` of each example's ``"features"`` (local
+        conditioning such as a log-mel spectrogram), or ``()`` when there are none.
+      feature_hop: samples per feature frame (0 when there are no features).
     """
 
     name: str
@@ -52,6 +56,8 @@ class DataInfo:
     num_classes: int = 0
     kind: str = "image"
     sample_rate: int = 0
+    feature_shape: tuple[int, ...] = ()
+    feature_hop: int = 0
 
 
 class ArraySource:
@@ -219,7 +225,19 @@ def loader_names() -> list[str]:
 
 register_loader("digits", lambda arg, split, **_: digits(split))
 register_loader("idx", lambda arg, split, **_: idx(arg, split))
-register_loader("tfds", lambda arg, split, data_dir=None, **_: tfds_source(arg, split, data_dir))
+
+
+def _tfds(name: str, split: str, data_dir: str | None = None, **options):
+    """``tfds:NAME``: a prepared audio dataset (read without TensorFlow, see
+    :mod:`jaxar.data.tfds_audio`) or an image one through ``tfds.data_source``."""
+    from jaxar.data import tfds_audio
+
+    if tfds_audio.is_audio(name, data_dir):
+        return tfds_audio.tfds_audio(name, split, data_dir=data_dir, **options)
+    return tfds_source(name, split, data_dir)
+
+
+register_loader("tfds", _tfds)
 
 
 def load(spec: str, split: str, **options):

@@ -1,22 +1,31 @@
-"""``wav:DIR``: a folder of WAV files as fixed-length crops of mu-law audio.
+"""Audio sources: clips of speech or music as fixed-length windows of mu-law levels.
 
-Every ``.wav`` file under ``DIR`` (recursively, sorted by path) is read with soundfile, mixed
-down to mono, resampled to ``sample_rate`` with a polyphase filter
+:class:`AudioSource` does the work for every audio dataset; ``wav:DIR`` (here) and
+``tfds:NAME`` for audio datasets (:mod:`jaxar.data.tfds_audio`) only list the clips of a split.
+Every clip is mixed down to mono, resampled to ``sample_rate`` with a polyphase filter
 (:func:`scipy.signal.resample_poly`), optionally trimmed of leading and trailing silence, and
-mu-law encoded to ``num_levels`` levels. Files go to the test split by a fixed permutation of
-the sorted paths (seed 0): ``max(1, round(test_fraction * N))`` of them, the rest train, so no
-file is in both.
+mu-law encoded to ``num_levels`` levels. ``wav:DIR`` reads every ``.wav`` file under ``DIR``
+(recursively, sorted by path) with soundfile; files go to the test split by a fixed permutation
+of the sorted paths (seed 0, :func:`split_items`): ``max(1, round(test_fraction * N))`` of them,
+the rest train, so no file is in both.
 
-Examples are windows of ``length`` samples. Each file yields ``ceil(n / length)`` windows:
-non-overlapping from its start, the last one ending at the file's end (so it may overlap the one
-before); a file shorter than ``length`` is padded at its end with digital silence. The test
+Examples are windows of ``length`` samples. Each clip yields ``ceil(n / length)`` windows:
+non-overlapping from its start, the last one ending at the clip's end (so it may overlap the one
+before); a clip shorter than ``length`` is padded at its end with digital silence. The test
 split reads exactly these windows, so evaluation is deterministic and covers every test sample.
-Training reads the same number of elements, but :meth:`WavSource.train_transform` (which the
+Training reads the same number of elements, but :meth:`AudioSource.train_transform` (which the
 training pipeline applies with a per-(seed, epoch, index) generator) replaces each by a random
-crop of the same file, so long files are sampled in proportion to their length.
+crop of the same clip, so long clips are sampled in proportion to their length.
 
-Nothing is dropped silently: padding, trimming, down-mixing and empty files (the only ones left
-out) are counted, logged and kept in :attr:`WavSource.stats`. A file soundfile cannot read
+Local conditioning features (``features="log_mel"``): a log-mel spectrogram with one frame per
+``feature_hop`` samples (:func:`jaxar.data.features.log_mel_spectrogram`), computed once per
+clip from its audio after resampling and trimming. Clips are padded at the end to a whole number
+of frames and every window (test or random crop) starts on a frame boundary, so an element's
+``"features"`` are exactly the ``length // feature_hop`` frames of its samples, as a WaveNet
+vocoder expects.
+
+Nothing is dropped silently: padding, trimming, down-mixing and empty clips (the only ones left
+out) are counted, logged and kept in :attr:`AudioSource.stats`. A file soundfile cannot read
 raises ``ValueError`` naming it.
 """
 
@@ -26,12 +35,22 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from jaxar.data.features import FEATURE_KINDS, log_mel_spectrogram
 from jaxar.data.sources import SPLITS, DataInfo, register_loader
 
-__all__ = ["WavSource", "WavStats", "mu_law_encode_np", "wav"]
+__all__ = [
+    "AudioItem",
+    "AudioSource",
+    "WavSource",
+    "WavStats",
+    "mu_law_encode_np",
+    "split_items",
+    "wav",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +75,8 @@ class WavStats:
     downmixed: int = 0
     trimmed_files: int = 0
     trimmed_seconds: float = 0.0
-    padded_files: list[str] = dataclasses.field(default_factory=list)
+    padded_files: list[str] = dataclasses.field(default_factory=list)  # shorter than a window
+    frame_padded_files: int = 0  # padded at the end to a whole feature frame
     dropped_files: list[str] = dataclasses.field(default_factory=list)  # empty ones
 
 
@@ -93,53 +113,73 @@ def _trim(audio: np.ndarray, rate: int, db: float) -> np.ndarray:
     return audio[start:stop]
 
 
-class WavSource:
-    """Windows of ``length`` mu-law samples from the WAV files of one split (see module doc).
+def split_items(num_items: int, split: str, test_fraction: float) -> np.ndarray:
+    """The sorted item indices of ``split``: a fixed permutation (seed 0) of ``num_items`` puts
+    ``max(1, round(test_fraction * num_items))`` in the test split and the rest in train."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(0).permutation(num_items)
+    num_test = max(1, round(test_fraction * num_items))
+    return np.sort(order[:num_test] if split == "test" else order[num_test:])
 
-    Elements are ``{"x": int32 (length,), "file": int32}``; ``files`` lists the paths.
+
+# An item: (name, read) where read() -> (float audio (n, channels), sample rate, label or None).
+AudioItem = tuple[str, Callable[[], tuple[np.ndarray, int, "int | None"]]]
+
+
+class AudioSource:
+    """Windows of ``length`` mu-law samples from the clips of one split (see module doc).
+
+    ``items`` are the split's clips, each read once here. Elements are ``{"x": int32
+    (length,), "file": int32}``, plus ``"label"`` (int32) when ``num_classes > 0`` and
+    ``"features"`` (float32 ``(length // feature_hop, num_mels)``) when ``features`` is
+    ``"log_mel"``; ``files`` lists the items' names.
     """
 
     def __init__(
         self,
-        directory: str,
+        name: str,
         split: str,
+        items: Sequence[AudioItem],
         *,
         length: int,
         sample_rate: int,
         num_levels: int = 256,
-        test_fraction: float = 0.1,
+        num_classes: int = 0,
         trim_silence_db: float = 0.0,
+        features: str = "",
+        num_mels: int = 80,
+        feature_hop: int = 0,
+        fft_size: int = 0,
     ):
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
         if int(length) < 1:
             raise ValueError(
-                f"wav:{directory}: expected a crop length >= 1 samples (config.data.length), "
-                f"got {length}"
+                f"{name}: expected a crop length >= 1 samples (config.data.length), got {length}"
             )
         if int(sample_rate) < 1:
             raise ValueError(
-                f"wav:{directory}: expected a sample rate >= 1 Hz (config.data.sample_rate), "
+                f"{name}: expected a sample rate >= 1 Hz (config.data.sample_rate), "
                 f"got {sample_rate}"
             )
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        self.length, self.num_levels = int(length), int(num_levels)
-        paths = _list_wavs(directory)
-        if len(paths) < 2:
+        if features not in FEATURE_KINDS:
             raise ValueError(
-                f"wav:{directory}: expected at least 2 .wav files (one per split), "
-                f"found {len(paths)}"
+                f"{name}: unknown features {features!r} (config.data.features); expected one "
+                f"of {FEATURE_KINDS}"
             )
-        order = np.random.default_rng(0).permutation(len(paths))
-        num_test = max(1, round(test_fraction * len(paths)))
-        chosen = order[:num_test] if split == "test" else order[num_test:]
-        paths = [paths[i] for i in sorted(chosen)]
-
+        hop = int(feature_hop) if features else 1
+        if features and (hop < 1 or int(length) % hop):
+            raise ValueError(
+                f"{name}: the crop length ({length}) must be a positive multiple of "
+                f"config.data.feature_hop ({feature_hop}) for {features} features"
+            )
+        self.length, self.num_levels, self.hop = int(length), int(num_levels), hop
+        self.features = features
         stats = WavStats()
-        clips, self.files = [], []
-        for path in paths:
-            audio, rate = _read(path)
+        clips, frames, labels, self.files = [], [], [], []
+        for item_name, read in items:
+            audio, rate, label = read()
             if audio.shape[1] > 1:
                 stats.downmixed += 1
             audio = audio.mean(axis=1)
@@ -153,48 +193,76 @@ class WavSource:
                     stats.trimmed_seconds += (len(audio) - len(trimmed)) / sample_rate
                 audio = trimmed
             if len(audio) == 0:
-                stats.dropped_files.append(path)
-                log.warning("wav:%s: %s holds no audio; left out", directory, path)
+                stats.dropped_files.append(item_name)
+                log.warning("%s: %s holds no audio; left out", name, item_name)
                 continue
             stats.seconds += len(audio) / sample_rate
             if len(audio) < self.length:
-                stats.padded_files.append(path)
-                audio = np.pad(audio, (0, self.length - len(audio)))
+                stats.padded_files.append(item_name)
+            # At least one window, and whole frames (so every window starts on a frame).
+            size = max(self.length, -(-len(audio) // hop) * hop)
+            if size > len(audio) >= self.length:
+                stats.frame_padded_files += 1
+            audio = np.pad(audio, (0, size - len(audio)))
+            if features:
+                frames.append(log_mel_spectrogram(audio, sample_rate, hop, num_mels, fft_size))
             clips.append(mu_law_encode_np(audio, num_levels).astype(np.int16))
-            self.files.append(path)
+            labels.append(-1 if label is None else int(label))
+            self.files.append(item_name)
         if not clips:
-            raise ValueError(f"wav:{directory}: no {split} file holds any audio")
+            raise ValueError(f"{name}: no {split} clip holds any audio")
+        if num_classes and not all(0 <= y < num_classes for y in labels):
+            raise ValueError(f"{name}: expected labels in [0, {num_classes}) on every clip")
         stats.files = len(self.files)
         self.stats = stats
         self.sample_rate = int(sample_rate)
+        self.num_classes = int(num_classes)
+        self._labels = np.asarray(labels, np.int32)
 
         self._audio = np.concatenate(clips)
         sizes = np.array([len(c) for c in clips], np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self._sizes = sizes
+        if features:
+            self._frames = np.concatenate(frames)
+            self._frame_offsets = self._offsets // hop
         counts = -(-sizes // self.length)  # ceil
         self._file_of = np.repeat(np.arange(len(clips)), counts)
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
         window = np.arange(len(self._file_of)) - first[self._file_of]
         self._starts = np.minimum(window * self.length, sizes[self._file_of] - self.length)
         self.info = DataInfo(
-            f"wav:{directory}", (self.length,), self.num_levels, 0, "audio", self.sample_rate
+            name,
+            (self.length,),
+            self.num_levels,
+            self.num_classes,
+            "audio",
+            self.sample_rate,
+            feature_shape=(self.length // hop, int(num_mels)) if features else (),
+            feature_hop=hop if features else 0,
         )
         log.info(
-            "wav:%s %s: %d files, %.1f s of audio at %d Hz, %d windows of %d samples; "
-            "resampled %d, down-mixed %d, trimmed %.1f s of silence from %d files, padded %d "
-            "files shorter than a window, left out %d empty files",
-            directory, split, stats.files, stats.seconds, self.sample_rate, len(self),
+            "%s %s: %d clips, %.1f s of audio at %d Hz, %d windows of %d samples; "
+            "resampled %d, down-mixed %d, trimmed %.1f s of silence from %d clips, padded %d "
+            "clips shorter than a window and %d to a whole frame, left out %d empty clips",
+            name, split, stats.files, stats.seconds, self.sample_rate, len(self),
             self.length, stats.resampled, stats.downmixed, stats.trimmed_seconds,
-            stats.trimmed_files, len(stats.padded_files), len(stats.dropped_files),
+            stats.trimmed_files, len(stats.padded_files), stats.frame_padded_files,
+            len(stats.dropped_files),
         )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._file_of)
 
-    def _crop(self, f: int, start: int) -> np.ndarray:
+    def _element(self, f: int, start: int) -> dict:
         begin = self._offsets[f] + start
-        return self._audio[begin : begin + self.length].astype(np.int32)
+        out = {"x": self._audio[begin : begin + self.length].astype(np.int32), "file": np.int32(f)}
+        if self.num_classes:
+            out["label"] = self._labels[f]
+        if self.features:
+            first = self._frame_offsets[f] + start // self.hop
+            out["features"] = self._frames[first : first + self.length // self.hop]
+        return out
 
     def __getitem__(self, i: int) -> dict:
         i = int(i)
@@ -202,16 +270,38 @@ class WavSource:
             raise IndexError(f"window {i} out of range for {len(self)} windows")
         i %= len(self)
         f = int(self._file_of[i])
-        return {"x": self._crop(f, int(self._starts[i])), "file": np.int32(f)}
+        return self._element(f, int(self._starts[i]))
 
     def train_transform(self, element: dict, rng: np.random.Generator) -> dict:
-        """A uniformly random crop of ``length`` samples from the element's file."""
+        """A uniformly random crop of ``length`` samples from the element's clip (starting on
+        a frame boundary when the source has features)."""
         f = int(element["file"])
-        start = int(rng.integers(0, self._sizes[f] - self.length + 1))
-        return {**element, "x": self._crop(f, start)}
+        start = self.hop * int(rng.integers(0, (self._sizes[f] - self.length) // self.hop + 1))
+        return self._element(f, start)
 
     def __repr__(self) -> str:
-        return f"WavSource({self.info.name!r}, {len(self.files)} files, {len(self)} windows)"
+        return f"AudioSource({self.info.name!r}, {len(self.files)} clips, {len(self)} windows)"
+
+
+def _wav_item(path: str) -> AudioItem:
+    def read():
+        audio, rate = _read(path)
+        return audio, rate, None
+
+    return path, read
+
+
+def WavSource(directory: str, split: str, *, test_fraction: float = 0.1, **options) -> AudioSource:
+    """The ``wav:DIR`` source: every ``.wav`` under ``directory`` (recursively, sorted by
+    path), split by :func:`split_items`; ``options`` go to :class:`AudioSource`."""
+    paths = _list_wavs(directory)
+    if len(paths) < 2:
+        raise ValueError(
+            f"wav:{directory}: expected at least 2 .wav files (one per split), found {len(paths)}"
+        )
+    chosen = split_items(len(paths), split, test_fraction)
+    items = [_wav_item(paths[i]) for i in chosen]
+    return AudioSource(f"wav:{directory}", split, items, **options)
 
 
 def _list_wavs(directory: str) -> list[str]:
@@ -235,13 +325,18 @@ def wav(
     num_levels: int = 256,
     test_fraction: float = 0.1,
     trim_silence_db: float = 0.0,
+    features: str = "",
+    num_mels: int = 80,
+    feature_hop: int = 0,
+    fft_size: int = 0,
     **_,
-) -> WavSource:
-    """The ``wav:DIR`` loader; ``length`` and ``sample_rate`` (both required) come from
-    ``config.data``. Options meant for other loaders are ignored."""
+) -> AudioSource:
+    """The ``wav:DIR`` loader; ``length`` and ``sample_rate`` (both required) and the feature
+    options come from ``config.data``. Options meant for other loaders are ignored."""
     return WavSource(
         directory, split, length=length, sample_rate=sample_rate, num_levels=num_levels,
-        test_fraction=test_fraction, trim_silence_db=trim_silence_db,
+        test_fraction=test_fraction, trim_silence_db=trim_silence_db, features=features,
+        num_mels=num_mels, feature_hop=feature_hop, fft_size=fft_size,
     )  # fmt: skip
 
 

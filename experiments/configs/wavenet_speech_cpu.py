@@ -1,0 +1,33 @@
+"""A short CPU budget of ``wavenet_speech.py``: the same speech (Debian's
+asterisk-core-sounds-en-wav, 8 kHz) and test split, a smaller stack (2 cycles of dilations
+1..128, kernel 3: receptive field 1,021 samples, 0.13 s; 32 residual, 64 gate and 32 skip
+channels), 1,000 steps of 8 crops of 2,000 samples (0.25 s). ``wavenet_vocoder_speech_cpu.py``
+trains the same model with log-mel conditioning under the same budget.
+
+Run:
+    jaxar train --config experiments/configs/wavenet_speech_cpu.py --workdir runs/wavenet_speech_cpu
+
+Result: not yet measured.
+"""
+
+from jaxar import config as jaxar_config
+
+
+def get_config():
+    c = jaxar_config.load("wavenet_speech.py", __file__)
+    c.data.length = 2000
+    c.model.residual_channels = 32
+    c.model.gate_channels = 64
+    c.model.skip_channels = 32
+    c.model.num_cycles = 2
+    c.model.layers_per_cycle = 8
+    c.batch_size = 8
+    c.eval_batch_size = 64
+    c.num_steps = 1000
+    c.optim.warmup_steps = 50
+    c.ema_decay = 0.0  # too few steps for an average to help
+    c.log_every = 50
+    c.eval_every = 1000
+    c.checkpoint_every = 500
+    c.num_samples = 4
+    return c
