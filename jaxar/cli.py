@@ -96,8 +96,9 @@ def _eval(argv):
     if train.is_autoencoder(model):
         print(f"{model.name} step {step} on {info.name}: {train.format_metrics(metrics)}")
         return
+    unit = "bits/sample" if info.kind == "audio" else "bits/dim"  # bits per dimension, either way
     print(
-        f"{model.name} step {step}: test bits/dim {metrics['test/bits_per_dim']:.5f}, "
+        f"{model.name} step {step}: test {unit} {metrics['test/bits_per_dim']:.5f}, "
         f"{metrics['test/nll_nats']:.3f} nats per example over {len(test_src)} examples "
         f"of {info.name}"
     )

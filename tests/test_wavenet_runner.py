@@ -69,6 +69,8 @@ def test_vocoder_run_fills_the_model_and_writes_samples_with_references(speech_d
     np.testing.assert_array_equal(np.load(workdir / "reference.npy")[1], test_src[1]["x"])
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = _cli("eval", f"--workdir={workdir}", cwd=repo)
+    assert r.returncode == 0 and "test bits/sample" in r.stdout, r.stderr[-3000:]
     r = _cli("sample", f"--workdir={workdir}", "--num=3", f"--out={tmp_path}/s", cwd=repo)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("s.npy", "s_2.wav", "s_reference.npy", "s_reference_2.wav"):

@@ -7,7 +7,10 @@ trains the same model with log-mel conditioning under the same budget.
 Run:
     jaxar train --config experiments/configs/wavenet_speech_cpu.py --workdir runs/wavenet_speech_cpu
 
-Result: not yet measured.
+Result (2-core CPU, 2026-11-30, with short test runs alongside): test 4.533 bits per sample
+(6283.7 nats per 2,000-sample window), exact, over all 476 windows of the 57 test files, after
+1,000 steps; 6 min 22 s wall clock (466 s user + 208 s system CPU time). Train bits per sample
+went 7.84 (step 50) -> 4.76 (step 1,000).
 """
 
 from jaxar import config as jaxar_config

@@ -6,7 +6,16 @@ Run:
     jaxar train --config experiments/configs/wavenet_vocoder_speech_cpu.py \
         --workdir runs/wavenet_vocoder_speech_cpu
 
-Result: not yet measured.
+Result (2-core CPU, 2026-11-30, nothing else running): test 4.544 bits per sample (6299.1 nats
+per 2,000-sample window), exact -log p(x | mel), over all 476 test windows, after 1,000 steps;
+9 min 2 s wall clock (750 s user + 248 s system CPU time). The unconditional run scored 4.533,
+so under this budget the spectrogram buys nothing net, although the model does use it: over all
+476 test windows the same weights give 5.259 with frames shuffled between windows and 5.402 with
+zeroed frames (``python experiments/feature_ablation.py --workdir
+runs/wavenet_vocoder_speech_cpu``). ``jaxar sample`` resynthesises the first test windows from
+their frames and writes the originals beside them. The test windows match the unconditional
+run's except that clips are padded to whole 10 ms frames (at most 79 samples of silence at the
+end of 56 of the 57 test clips, under 0.5% of the test samples).
 """
 
 from jaxar import config as jaxar_config

@@ -188,6 +188,19 @@ class AutoregressiveModel:
         """The initial decode state of the cached sampler (models with one override this)."""
         raise ValueError(f"{self.name} has no cached sampler; methods: {self.sample_methods}")
 
+    def zero_cache(self, params: Params, method, *args) -> Any:
+        """Zeros shaped like the ``cache`` collection that ``self.net.apply(..., method=method)``
+        writes on ``args``: the empty cache of a decode path (shapes from ``jax.eval_shape``,
+        nothing is computed)."""
+        shapes = jax.eval_shape(
+            lambda p, a: self.net.apply({"params": p}, *a, method=method, mutable=["cache"])[1][
+                "cache"
+            ],
+            params,
+            args,
+        )
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
     def cached_step(self, params, cache, x_flat, step, cond=None):
         """One cached decode step: ``(params of step's distribution, new cache)``."""
         raise ValueError(f"{self.name} has no cached sampler; methods: {self.sample_methods}")

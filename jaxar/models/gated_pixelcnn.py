@@ -40,7 +40,6 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -262,10 +261,7 @@ class GatedPixelCNN(AutoregressiveModel):
     # ----------------------------------------------------------------- cached sampler
     def init_cache(self, params, batch, cond=None):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
-        _, variables = self.net.apply(
-            {"params": params}, image, cond, method=GatedPixelCNNNet.decode_all, mutable=["cache"]
-        )
-        return jax.tree.map(jnp.zeros_like, variables["cache"])
+        return self.zero_cache(params, GatedPixelCNNNet.decode_all, image, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         _, width, channels = self.event_shape

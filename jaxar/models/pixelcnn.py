@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -93,16 +92,7 @@ class PixelCNN(AutoregressiveModel):
     def init_cache(self, params, batch, cond=None):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
-        _, variables = self.net.apply(
-            {"params": params},
-            image,
-            zero,
-            zero,
-            cond,
-            method=PixelCNNNet.step,
-            mutable=["cache"],
-        )
-        return jax.tree.map(jnp.zeros_like, variables["cache"])
+        return self.zero_cache(params, PixelCNNNet.step, image, zero, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         _, width, channels = self.event_shape

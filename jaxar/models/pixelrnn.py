@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -114,11 +113,7 @@ class PixelRNN(AutoregressiveModel):
     def init_cache(self, params, batch, cond=None):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
-        _, variables = self.net.apply(
-            {"params": params}, image, zero, zero, cond,
-            method=PixelRNNNet.step, mutable=["cache"],
-        )  # fmt: skip
-        return jax.tree.map(jnp.zeros_like, variables["cache"])
+        return self.zero_cache(params, PixelRNNNet.step, image, zero, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         _, width, channels = self.event_shape

@@ -219,17 +219,7 @@ class Transformer(AutoregressiveModel):
     def init_cache(self, params, batch, cond=None):
         x_flat = jnp.zeros((batch, self.num_dims), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
-        _, variables = jax.eval_shape(
-            lambda: self.net.apply(
-                {"params": params},
-                x_flat,
-                zero,
-                cond,
-                method=TransformerNet.step,
-                mutable=["cache"],
-            )
-        )
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables["cache"])
+        return self.zero_cache(params, TransformerNet.step, x_flat, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         logits, variables = self.net.apply(

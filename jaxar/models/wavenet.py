@@ -321,14 +321,7 @@ class WaveNet(AutoregressiveModel):
         zero = jnp.zeros((), jnp.int32)
         if cond is None:
             cond = self.dummy_cond(batch)
-        shapes = jax.eval_shape(
-            lambda p, c: self.net.apply(
-                {"params": p}, prev, zero, c, method=WaveNetNet.step, mutable=["cache"]
-            )[1]["cache"],
-            params,
-            cond,
-        )
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return self.zero_cache(params, WaveNetNet.step, prev, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         prev = lax.dynamic_index_in_dim(x_flat, jnp.maximum(step - 1, 0), axis=1, keepdims=False)
