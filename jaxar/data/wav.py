@@ -45,7 +45,6 @@ from jaxar.data.sources import SPLITS, DataInfo, register_loader
 __all__ = [
     "AudioItem",
     "AudioSource",
-    "WavSource",
     "WavStats",
     "mu_law_encode_np",
     "split_items",
@@ -291,19 +290,6 @@ def _wav_item(path: str) -> AudioItem:
     return path, read
 
 
-def WavSource(directory: str, split: str, *, test_fraction: float = 0.1, **options) -> AudioSource:
-    """The ``wav:DIR`` source: every ``.wav`` under ``directory`` (recursively, sorted by
-    path), split by :func:`split_items`; ``options`` go to :class:`AudioSource`."""
-    paths = _list_wavs(directory)
-    if len(paths) < 2:
-        raise ValueError(
-            f"wav:{directory}: expected at least 2 .wav files (one per split), found {len(paths)}"
-        )
-    chosen = split_items(len(paths), split, test_fraction)
-    items = [_wav_item(paths[i]) for i in chosen]
-    return AudioSource(f"wav:{directory}", split, items, **options)
-
-
 def _list_wavs(directory: str) -> list[str]:
     if not os.path.isdir(directory):
         raise FileNotFoundError(
@@ -331,11 +317,19 @@ def wav(
     fft_size: int = 0,
     **_,
 ) -> AudioSource:
-    """The ``wav:DIR`` loader; ``length`` and ``sample_rate`` (both required) and the feature
-    options come from ``config.data``. Options meant for other loaders are ignored."""
-    return WavSource(
-        directory, split, length=length, sample_rate=sample_rate, num_levels=num_levels,
-        test_fraction=test_fraction, trim_silence_db=trim_silence_db, features=features,
+    """The ``wav:DIR`` source: every ``.wav`` under ``directory`` (recursively, sorted by path),
+    split by :func:`split_items`, as an :class:`AudioSource`. ``length`` and ``sample_rate``
+    (both required) and the feature options come from ``config.data``; options meant for other
+    loaders are ignored."""
+    paths = _list_wavs(directory)
+    if len(paths) < 2:
+        raise ValueError(
+            f"wav:{directory}: expected at least 2 .wav files (one per split), found {len(paths)}"
+        )
+    items = [_wav_item(paths[i]) for i in split_items(len(paths), split, test_fraction)]
+    return AudioSource(
+        f"wav:{directory}", split, items, length=length, sample_rate=sample_rate,
+        num_levels=num_levels, trim_silence_db=trim_silence_db, features=features,
         num_mels=num_mels, feature_hop=feature_hop, fft_size=fft_size,
     )  # fmt: skip
 
