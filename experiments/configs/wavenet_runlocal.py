@@ -6,7 +6,9 @@ laptop.
 Run:
     jaxar train --config experiments/configs/wavenet_runlocal.py --workdir runs/wavenet_runlocal
 
-Result: not yet measured.
+Result (2-core CPU, 2026-11-30): test 7.997 bits per sample (5543.2 nats per 1,000-sample
+window) after 40 steps, 21 s wall clock; two 1,000-sample WAVs written. A smoke test: 8 bits is
+a uniform guess over the 256 levels.
 """
 
 from jaxar import config as jaxar_config
