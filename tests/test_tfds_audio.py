@@ -163,3 +163,17 @@ def test_missing_or_unprepared_data_says_how_to_build(tmp_path):
     os.remove(tmp_path / "fake_speech" / "1.0.0" / "fake_speech-train.array_record-00001-of-00002")
     with pytest.raises(FileNotFoundError, match="shard .*00001-of-00002 of split 'train'"):
         jaxar.data.load("tfds:fake_speech", "train", data_dir=str(tmp_path), **OPTS)
+
+
+def test_a_record_that_does_not_decode_is_named(tmp_path):
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    _prepare(tmp_path, n=4, shards=1)
+    path = tmp_path / "fake_speech" / "1.0.0" / "fake_speech-train.array_record-00000-of-00001"
+    os.remove(path)
+    w = ArrayRecordWriter(str(path), "group_size:1")
+    for _ in range(4):
+        w.write(b"\x08not a tf.train.Example")
+    w.close()
+    with pytest.raises(ValueError, match=r"record \d+ of .* cannot be decoded"):
+        jaxar.data.load("tfds:fake_speech", "train", data_dir=str(tmp_path), **OPTS)

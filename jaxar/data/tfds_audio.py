@@ -193,7 +193,13 @@ def tfds_audio(
 
     def item(i: int) -> AudioItem:
         def read():
-            return spec.decode(tf_example_pb2.Example.FromString(records[i]))
+            try:
+                return spec.decode(tf_example_pb2.Example.FromString(records[i]))
+            except Exception as e:  # protobuf, soundfile and shape errors alike
+                raise ValueError(
+                    f"tfds:{name}: record {i} of {directory} cannot be decoded as an example "
+                    f"with Audio feature {spec.audio_key!r}: {type(e).__name__}: {e}"
+                ) from e
 
         return f"{name}[{i}]", read
 
