@@ -152,6 +152,8 @@ def test_bad_options_and_missing_dir(wav_dir, tmp_path):
         _load(wav_dir, "train", length=0)
     with pytest.raises(ValueError, match="sample rate"):
         _load(wav_dir, "train", sample_rate=0)
+    with pytest.raises(ValueError, match=r"crop length .*config.data.length"):
+        jaxar.data.load(f"wav:{wav_dir}", "train", sample_rate=8000)  # the runner omits 0s
     with pytest.raises(ValueError, match="split"):
         _load(wav_dir, "valid")
     with pytest.raises(FileNotFoundError, match="asterisk-core-sounds-en-wav"):

@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from jaxar.data.wav import AudioItem, AudioSource, split_items
+from jaxar.data.wav import AudioItem, AudioSource, audio_options, split_items
 
 __all__ = ["AudioSpec", "find_prepared", "is_audio", "tfds_audio"]
 
@@ -163,19 +163,11 @@ def tfds_audio(
     split: str,
     *,
     data_dir: str | None = None,
-    length: int = 0,
-    sample_rate: int = 0,
-    num_levels: int = 256,
     test_fraction: float = 0.05,
-    trim_silence_db: float = 0.0,
-    features: str = "",
-    num_mels: int = 80,
-    feature_hop: int = 0,
-    fft_size: int = 0,
-    **_,
+    **options,
 ) -> AudioSource:
-    """The clips of ``split`` of a prepared tfds audio dataset as an :class:`AudioSource`
-    (the options are those of ``wav:DIR``, from ``config.data``)."""
+    """The clips of ``split`` of a prepared tfds audio dataset as an :class:`AudioSource` with
+    ``options`` (those of ``wav:DIR``, from ``config.data``)."""
     directory = find_prepared(name, data_dir)
     if directory is None:
         raise FileNotFoundError(
@@ -203,9 +195,6 @@ def tfds_audio(
 
         return f"{name}[{i}]", read
 
-    return AudioSource(
-        f"tfds:{name}", split, [item(int(i)) for i in indices], length=length,
-        sample_rate=sample_rate, num_levels=num_levels, num_classes=spec.num_classes,
-        trim_silence_db=trim_silence_db, features=features, num_mels=num_mels,
-        feature_hop=feature_hop, fft_size=fft_size,
-    )  # fmt: skip
+    items = [item(int(i)) for i in indices]
+    opts = audio_options(options)
+    return AudioSource(f"tfds:{name}", split, items, num_classes=spec.num_classes, **opts)

@@ -43,9 +43,11 @@ from jaxar.data.features import FEATURE_KINDS, log_mel_spectrogram
 from jaxar.data.sources import SPLITS, DataInfo, register_loader
 
 __all__ = [
+    "AUDIO_OPTIONS",
     "AudioItem",
     "AudioSource",
     "WavStats",
+    "audio_options",
     "mu_law_encode_np",
     "split_items",
     "wav",
@@ -143,8 +145,8 @@ class AudioSource:
         split: str,
         items: Sequence[AudioItem],
         *,
-        length: int,
-        sample_rate: int,
+        length: int = 0,
+        sample_rate: int = 0,
         num_levels: int = 256,
         num_classes: int = 0,
         trim_silence_db: float = 0.0,
@@ -302,36 +304,30 @@ def _list_wavs(directory: str) -> list[str]:
     return sorted(found)
 
 
-def wav(
-    directory: str,
-    split: str,
-    *,
-    length: int = 0,
-    sample_rate: int = 0,
-    num_levels: int = 256,
-    test_fraction: float = 0.1,
-    trim_silence_db: float = 0.0,
-    features: str = "",
-    num_mels: int = 80,
-    feature_hop: int = 0,
-    fft_size: int = 0,
-    **_,
-) -> AudioSource:
+# The AudioSource options a loader takes from config.data (see data_options in jaxar.train).
+AUDIO_OPTIONS = (
+    "length", "sample_rate", "num_levels", "trim_silence_db", "features", "num_mels",
+    "feature_hop", "fft_size",
+)  # fmt: skip
+
+
+def audio_options(options: dict) -> dict:
+    """The :class:`AudioSource` keyword arguments among a loader's ``options``; options meant
+    for other loaders (e.g. ``data_dir``) are dropped."""
+    return {k: v for k, v in options.items() if k in AUDIO_OPTIONS}
+
+
+def wav(directory: str, split: str, *, test_fraction: float = 0.1, **options) -> AudioSource:
     """The ``wav:DIR`` source: every ``.wav`` under ``directory`` (recursively, sorted by path),
-    split by :func:`split_items`, as an :class:`AudioSource`. ``length`` and ``sample_rate``
-    (both required) and the feature options come from ``config.data``; options meant for other
-    loaders are ignored."""
+    split by :func:`split_items`, as an :class:`AudioSource` with ``options`` (``length`` and
+    ``sample_rate`` required, from ``config.data``)."""
     paths = _list_wavs(directory)
     if len(paths) < 2:
         raise ValueError(
             f"wav:{directory}: expected at least 2 .wav files (one per split), found {len(paths)}"
         )
     items = [_wav_item(paths[i]) for i in split_items(len(paths), split, test_fraction)]
-    return AudioSource(
-        f"wav:{directory}", split, items, length=length, sample_rate=sample_rate,
-        num_levels=num_levels, trim_silence_db=trim_silence_db, features=features,
-        num_mels=num_mels, feature_hop=feature_hop, fft_size=fft_size,
-    )  # fmt: skip
+    return AudioSource(f"wav:{directory}", split, items, **audio_options(options))
 
 
 register_loader("wav", wav)
