@@ -17,7 +17,7 @@ from scipy.signal import resample_poly
 
 import jaxar.data
 from jaxar.data import tfds_audio
-from jaxar.data.wav import mu_law_encode_np
+from jaxar.data.audio import mu_law_encode_np
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 import jaxar.data
-from jaxar.data.wav import mu_law_encode_np
+from jaxar.data.audio import mu_law_encode_np
 from jaxar.distributions import mu_law_encode
 
 ALLISON = "/usr/share/asterisk/sounds/en_US_f_Allison"
@@ -88,7 +88,7 @@ def test_resampling_keeps_frequency_and_amplitude(wav_dir):
 
 
 def test_short_file_padded_and_counted(wav_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="jaxar.data.wav"):
+    with caplog.at_level(logging.INFO, logger="jaxar.data.audio"):
         src = next(
             s for s in (_load(wav_dir, "train"), _load(wav_dir, "test")) if s.stats.padded_files
         )
@@ -105,7 +105,7 @@ def test_silence_trimming_counted_and_logged(tmp_path, caplog):
     audio = np.concatenate([np.zeros(1600), _tone(0.5, rate), np.zeros(800)]).astype(np.float32)
     soundfile.write(tmp_path / "x.wav", audio, rate)
     soundfile.write(tmp_path / "y.wav", audio, rate)
-    with caplog.at_level(logging.INFO, logger="jaxar.data.wav"):
+    with caplog.at_level(logging.INFO, logger="jaxar.data.audio"):
         src = _load(tmp_path, "train", trim_silence_db=40.0, test_fraction=0.5)
     assert src.stats.trimmed_files == 1
     assert src.stats.trimmed_seconds == pytest.approx(0.3, abs=0.011)
@@ -117,7 +117,7 @@ def test_silence_trimming_counted_and_logged(tmp_path, caplog):
 
 def test_empty_file_left_out_with_a_warning(wav_dir, caplog):
     soundfile.write(wav_dir / "z.wav", np.zeros(0, np.float32), 8000)
-    with caplog.at_level(logging.WARNING, logger="jaxar.data.wav"):
+    with caplog.at_level(logging.WARNING, logger="jaxar.data.audio"):
         train, test = _load(wav_dir, "train"), _load(wav_dir, "test")
     dropped = train.stats.dropped_files + test.stats.dropped_files
     assert dropped == [str(wav_dir / "z.wav")]

@@ -10,9 +10,9 @@ open a prepared audio dataset where TensorFlow is absent. This module reads what
 * each record, a serialized ``tf.train.Example``, parsed with the protobuf classes that tfds
   ships (``tensorflow_datasets.proto.tf_example_pb2``), through ``array_record``'s reader.
 
-The clips then go through :class:`jaxar.data.wav.AudioSource` like a folder of WAV files:
+The clips then go through :class:`jaxar.data.audio.AudioSource` like a folder of WAV files:
 resampling, mu-law, fixed windows, log-mel features. A dataset with only a ``train`` split (both
-LJSpeech and VCTK) gets its test split carved out of it by :func:`jaxar.data.wav.split_items`
+LJSpeech and VCTK) gets its test split carved out of it by :func:`jaxar.data.audio.split_items`
 (a fixed ``test_fraction`` of the utterances). Integer audio is read as 16-bit PCM (divided by
 32768). The label is the ``ClassLabel`` feature named ``speaker`` (VCTK's 110 speakers), else
 one named ``label``, else none; ``config.data.conditional`` feeds it to the model as global
@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from jaxar.data.wav import AudioItem, AudioSource, audio_options, split_items
+from jaxar.data.audio import AudioItem, AudioSource, audio_options, split_items
 
 __all__ = ["AudioSpec", "find_prepared", "is_audio", "tfds_audio"]
 
