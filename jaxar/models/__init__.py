@@ -14,6 +14,23 @@ from jaxar.models import (
     wavenet,  # noqa: F401  (registers "wavenet")
 )
 from jaxar.models.base import AutoregressiveModel
-from jaxar.models.registry import create, hparam_names, names, register
+from jaxar.models.registry import (
+    create,
+    create_tiny,
+    hparam_names,
+    names,
+    register,
+    tiny_shape,
+    tiny_spec,
+)
 
-__all__ = ["AutoregressiveModel", "create", "hparam_names", "names", "register"]
+__all__ = [
+    "AutoregressiveModel",
+    "create",
+    "create_tiny",
+    "hparam_names",
+    "names",
+    "register",
+    "tiny_shape",
+    "tiny_spec",
+]

@@ -294,7 +294,10 @@ class GatedPixelCNN(AutoregressiveModel):
         return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), variables["cache"]
 
 
-@register("gated_pixelcnn")
+@register(
+    "gated_pixelcnn",
+    tiny=lambda c: dict(features=4 * c, num_layers=3, first_kernel=3, output_features=8 * c),
+)
 def gated_pixelcnn(
     image_shape=(28, 28, 1),
     num_levels: int = 256,

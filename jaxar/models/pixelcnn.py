@@ -111,7 +111,10 @@ class PixelCNN(AutoregressiveModel):
         return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), variables["cache"]
 
 
-@register("pixelcnn")
+@register(
+    "pixelcnn",
+    tiny=lambda c: dict(features=4 * c, num_blocks=2, output_features=2 * c, first_kernel=3),
+)
 def pixelcnn(
     image_shape=(28, 28, 1),
     num_levels: int = 256,

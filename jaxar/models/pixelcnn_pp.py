@@ -460,7 +460,11 @@ def _jit_init(net: nn.Module, rng: jax.Array, x, cond):
     return init(rng, x, cond)
 
 
-@register("pixelcnn_pp")
+@register(
+    "pixelcnn_pp",
+    tiny=dict(num_resnets=1, features=8, num_mixtures=2, dropout=0.0),
+    shapes={"grey": (4, 4, 1), "rgb": (4, 4, 3), "small": (4, 4, 1)},  # H, W divisible by 4
+)
 def pixelcnn_pp(
     image_shape=(32, 32, 3),
     num_levels: int = 256,

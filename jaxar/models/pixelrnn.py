@@ -184,7 +184,10 @@ def _build(
     )
 
 
-@register("row_lstm")
+_TINY = lambda c: dict(hidden=2 * c, num_layers=2, output_features=2 * c)
+
+
+@register("row_lstm", tiny=_TINY)
 def row_lstm(
     image_shape=(28, 28, 1),
     num_levels: int = 256,
@@ -210,7 +213,7 @@ def row_lstm(
     )  # fmt: skip
 
 
-@register("diagonal_bilstm")
+@register("diagonal_bilstm", tiny=_TINY)
 def diagonal_bilstm(
     image_shape=(28, 28, 1),
     num_levels: int = 256,

@@ -233,7 +233,7 @@ class Transformer(AutoregressiveModel):
         return logits, variables["cache"]
 
 
-@register("transformer")
+@register("transformer", tiny=dict(num_layers=2, num_heads=2, embed_dim=8, mlp_ratio=2.0))
 def transformer(
     image_shape=(28, 28, 1),
     num_levels: int = 256,

@@ -285,7 +285,11 @@ class VQVAE(Autoencoder):
         return self._nll(variables, jnp.asarray(x))
 
 
-@register("vqvae")
+@register(
+    "vqvae",
+    tiny=dict(num_codes=8, code_dim=4, features=8, res_features=4, num_res_blocks=1),
+    shapes={"grey": (4, 4, 1), "rgb": (4, 4, 3)},  # H, W divisible by 2 ** num_downsamples
+)
 def vqvae(
     image_shape=(28, 28, 1),
     num_levels: int = 256,

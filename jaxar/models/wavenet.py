@@ -337,7 +337,12 @@ class WaveNet(AutoregressiveModel):
         return logits, variables["cache"]
 
 
-@register("wavenet")
+@register(
+    "wavenet",
+    tiny=dict(
+        residual_channels=8, gate_channels=8, skip_channels=8, num_cycles=2, layers_per_cycle=3
+    ),
+)
 def wavenet(
     length: int = 16000,
     num_levels: int = 256,
