@@ -7,7 +7,10 @@ gradient all-reduce itself; no ``pmap`` and no per-device code.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
+from collections.abc import Iterable, Iterator
 
 import jax
 import numpy as np
@@ -20,6 +23,7 @@ __all__ = [
     "global_batch",
     "initialize",
     "make_mesh",
+    "prefetch_to_device",
     "replicated",
 ]
 
@@ -80,3 +84,29 @@ def global_batch(local: dict, mesh: Mesh) -> dict:
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
     }
+
+
+def prefetch_to_device(batches: Iterable[dict], size: int, mesh: Mesh) -> Iterator[dict]:
+    """Yield :func:`global_batch` of each local batch, keeping ``size`` of them in flight.
+
+    ``jax.make_array_from_process_local_data`` starts the host->device copies and returns at
+    once, so holding the next ``size`` global batches in a queue lets their transfers overlap
+    the step that runs on the current one: the loop waits on the host only when the data is
+    slower than the step. ``size`` 0 converts each batch when it is asked for (no prefetch).
+    The batches and their order are those of ``batches``; the queue holds ``size`` extra batches
+    of device memory.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"prefetch size must be an int >= 0, got {size!r}")
+    iterator = iter(batches)
+    if size == 0:
+        for local in iterator:
+            yield global_batch(local, mesh)
+        return
+    queue = collections.deque(global_batch(b, mesh) for b in itertools.islice(iterator, size))
+    end = object()
+    while queue:
+        nxt = next(iterator, end)
+        if nxt is not end:
+            queue.append(global_batch(nxt, mesh))
+        yield queue.popleft()

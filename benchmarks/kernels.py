@@ -1,0 +1,232 @@
+"""Kernels per cached sampling step, counted in the compiled HLO.
+
+    python benchmarks/kernels.py                          # paper WaveNet + the PixelCNN family
+    python benchmarks/kernels.py --models wavenet --batch 16 --methods cached,pallas
+
+What is compiled: ONE step of the sampler, exactly the body of
+:func:`jaxar.sampling.scan_sample`'s ``lax.scan`` (the model's decode step on its cache, the
+draw from the step's distribution, the write of the drawn values and their log-probability),
+as ``jax.jit(step).lower(...).compile().as_text()`` for the default backend.
+
+What is counted (:func:`count_kernels`): the instructions that the backend runs as a unit of
+its own (a kernel launch on a GPU, a thunk on the CPU), i.e. every instruction of the
+*scheduled* computations, namely the entry computation and, recursively, the bodies and
+conditions of its ``while`` loops, the branches of its ``conditional`` and the computations
+its ``call`` instructions run, EXCEPT the instructions that move no data (``parameter``,
+``constant``, ``get-tuple-element``, ``tuple``, ``bitcast``, ``after-all``) and the control
+instructions themselves (``while``, ``conditional``, ``call``), whose bodies are counted
+instead. The computations a ``fusion`` calls (its fused body) and the reducers a ``reduce``
+applies are NOT entered: one ``fusion`` is one kernel however many operations it fuses.
+``kernels`` counts each instruction once; ``launches`` multiplies the instructions of a
+``while`` body by its ``known_trip_count`` when XLA states one (else counts them once), so
+it is the number of kernels one sampling step runs. ``by_opcode`` splits ``kernels`` by
+opcode (``fusion``, ``dot``, ``custom-call``, ``copy``, ``concatenate``, ...). A Pallas
+kernel shows up as one ``custom-call`` on a GPU/TPU; in interpret mode (CPU) it is lowered
+to ordinary HLO and counted as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import re
+from collections import Counter
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+import jaxar
+
+__all__ = [
+    "FREE_OPCODES",
+    "KernelCount",
+    "count_kernels",
+    "main",
+    "sampling_step",
+    "step_kernels",
+]
+
+FREE_OPCODES = frozenset(
+    {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "after-all"}
+)
+_CONTROL = frozenset({"while", "conditional", "call"})
+_HEADER = re.compile(r"^(ENTRY\s+)?%(\S+)\s.*\{\s*$")
+_INSTR = re.compile(r"^\s*(ROOT\s+)?%\S+\s+=\s+(.*)$")
+_REFS = re.compile(r"\b(body|condition|to_apply|true_computation|false_computation)=%([\w.\-]+)")
+_BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
+_TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelCount:
+    """Kernels of one compiled program (see the module doc for what is counted)."""
+
+    kernels: int
+    launches: int
+    by_opcode: dict[str, int]
+
+
+def _opcode(rhs: str) -> str:
+    """The opcode of an instruction's right-hand side ``TYPE opcode(operands), attrs``."""
+    end = rhs.index(" ")
+    if rhs.startswith("("):  # a tuple type: skip to its closing parenthesis
+        depths = itertools.accumulate((ch == "(") - (ch == ")") for ch in rhs)
+        end = next(i for i, d in enumerate(depths) if d == 0) + 1
+    rest = rhs[end:].lstrip()
+    return rest[: rest.index("(")]
+
+
+def _computations(hlo_text: str) -> tuple[str, dict[str, list[str]]]:
+    entry, comps, name = None, {}, None
+    for line in hlo_text.splitlines():
+        m = _HEADER.match(line)
+        if m and not line.startswith(" "):
+            name = m.group(2)
+            comps[name] = []
+            if m.group(1):
+                entry = name
+        elif line.startswith("}"):
+            name = None
+        elif name is not None and _INSTR.match(line):
+            comps[name].append(line)
+    if entry is None:
+        raise ValueError("expected compiled HLO text with an ENTRY computation, got none")
+    return entry, comps
+
+
+def count_kernels(hlo_text: str) -> KernelCount:
+    """Count the kernels of compiled HLO text (``jax.jit(f).lower(...).compile().as_text()``)."""
+    entry, comps = _computations(hlo_text)
+    by_opcode: Counter = Counter()
+    launches = 0
+    stack = [(entry, 1)]
+    seen = set()
+    while stack:
+        name, weight = stack.pop()
+        for line in comps[name]:
+            rhs = _INSTR.match(line).group(2)
+            op = _opcode(rhs)
+            if op in _CONTROL:
+                trip = _TRIP.search(line)
+                inner = weight * (int(trip.group(1)) if op == "while" and trip else 1)
+                targets = [t for _, t in _REFS.findall(line)]
+                for b in _BRANCHES.findall(line):
+                    targets += [t.strip().lstrip("%") for t in b.split(",") if t.strip()]
+                for t in dict.fromkeys(targets):
+                    if (t, weight) not in seen:
+                        seen.add((t, weight))
+                        stack.append((t, inner))
+            elif op not in FREE_OPCODES:
+                if (name, "counted") not in seen:
+                    by_opcode[op] += 1
+                launches += weight
+        seen.add((name, "counted"))
+    return KernelCount(sum(by_opcode.values()), launches, dict(sorted(by_opcode.items())))
+
+
+def sampling_step(model, params, batch: int, method: str = "cached", cond=None):
+    """``(step, args)``: one step of ``model``'s sampler, the body of ``scan_sample``'s scan.
+
+    ``method`` is "cached", or any method the model lists whose step it builds with
+    ``model.sampling_step_fn(params, cond, method)`` (WaveNet's "pallas").
+    """
+    if method == "naive" or method not in model.sample_methods:
+        raise ValueError(
+            f"{model.name}: expected a cached sampling method of {list(model.sample_methods)} "
+            f"other than 'naive', got {method!r}"
+        )
+    cond = model.dummy_cond(batch) if cond is None else cond
+    state = model.init_cache(params, batch, cond)
+    if hasattr(model, "sampling_step_fn"):
+        step_fn = model.sampling_step_fn(params, cond, method)
+    else:
+        step_fn = partial(model._cached_step_fn, params, cond)
+    dist = model.distribution
+    g = dist.dims_per_step
+
+    def step(state, x, i, key):
+        out, state = step_fn(state, x, i)
+        values = dist.sample_step(jax.random.fold_in(key, i), out)
+        x = lax.dynamic_update_slice(x, values.astype(x.dtype), (0, i * g))
+        return x, state, dist.step_log_prob(out, values)
+
+    x = jnp.zeros((batch, model.num_dims), jnp.int32)
+    return step, (state, x, jnp.int32(1), jax.random.key(0))
+
+
+def step_kernels(model, params, batch: int, method: str = "cached") -> KernelCount:
+    """:func:`count_kernels` of one compiled sampling step of ``model``."""
+    step, args = sampling_step(model, params, batch, method)
+    return count_kernels(jax.jit(step).lower(*args).compile().as_text())
+
+
+WAVENET_PAPER = dict(
+    length=2000, num_levels=256, residual_channels=64, gate_channels=128, skip_channels=64,
+    kernel_size=3, num_cycles=3, layers_per_cycle=10,
+)  # fmt: skip
+IMAGE_SIZES = {
+    "pixelcnn": dict(features=96, num_blocks=7, output_features=192),
+    "gated_pixelcnn": dict(features=48, num_layers=7, output_features=96),
+    "pixelcnn_pp": dict(num_resnets=5, features=160, num_mixtures=10),
+    "transformer": dict(num_layers=4, num_heads=4, embed_dim=64),
+}
+
+
+def build(name: str, image=(32, 32, 3), hparams=None):
+    """The model the table measures: WaveNet at the paper size, image models at IMAGE_SIZES."""
+    if name == "wavenet":
+        return jaxar.create("wavenet", **{**WAVENET_PAPER, **(hparams or {})})
+    kw = {**IMAGE_SIZES.get(name, {}), **(hparams or {})}
+    return jaxar.create(name, image_shape=tuple(image), num_levels=256, **kw)
+
+
+def rows(names, batch: int, methods, image, hparams=None) -> list[dict]:
+    out = []
+    for name in names:
+        model = build(name, image, (hparams or {}).get(name))
+        params = model.init(jax.random.key(0))
+        for method in methods:
+            if method not in model.sample_methods:
+                continue
+            c = step_kernels(model, params, batch, method)
+            out.append(dict(model=name, method=method, batch=batch, **dataclasses.asdict(c)))
+            print(_row(out[-1]), flush=True)
+    return out
+
+
+def _row(r: dict) -> str:
+    top = ", ".join(f"{k} {v}" for k, v in sorted(r["by_opcode"].items(), key=lambda kv: -kv[1]))
+    return (
+        f"| {r['model']} | {r['method']} | {r['batch']} | {r['kernels']} | {r['launches']} "
+        f"| {top} |"
+    )
+
+
+TABLE_HEAD = (
+    "| model | method | batch | kernels | launches per step | by opcode |\n"
+    "|---|---|---:|---:|---:|---|"
+)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="wavenet,pixelcnn,gated_pixelcnn,pixelcnn_pp")
+    ap.add_argument("--methods", default="cached,pallas")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--image", default="32,32,3")
+    ap.add_argument("--hparams", default="{}", help="JSON {model: {hparam: value}}")
+    args = ap.parse_args(argv)
+    image = tuple(int(v) for v in args.image.split(","))
+    print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
+    print(TABLE_HEAD)
+    rows(
+        args.models.split(","), args.batch, args.methods.split(","), image, json.loads(args.hparams)
+    )
+
+
+if __name__ == "__main__":
+    main()

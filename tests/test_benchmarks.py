@@ -1,0 +1,185 @@
+"""Accelerator readiness: the compilation cache, device prefetch, the kernel counter and the
+benchmark suite's --tiny mode (which must keep running on CPU so the suite cannot rot)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxar import compilation, parallel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import kernels  # noqa: E402
+
+# ------------------------------------------------------------------ compilation cache
+
+
+def test_cache_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv(compilation.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compilation.cache_dir() == str(tmp_path / "jaxar" / "xla")
+    monkeypatch.setenv(compilation.ENV_VAR, str(tmp_path / "env"))
+    assert compilation.cache_dir() == str(tmp_path / "env")
+    assert compilation.cache_dir(str(tmp_path / "arg")) == str(tmp_path / "arg")
+    for off in ("off", "OFF", "0", "false"):
+        monkeypatch.setenv(compilation.ENV_VAR, off)
+        assert compilation.cache_dir() is None
+    assert compilation.cache_dir("off") is None
+    with pytest.raises(TypeError, match="directory path or 'off', got int"):
+        compilation.cache_dir(3)
+
+
+def test_cache_path_that_is_a_file_is_one_clear_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(ValueError, match="must be a directory, got the file"):
+        compilation.enable_compilation_cache(str(f))
+
+
+_CHILD = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp
+    from jax import monitoring
+    from jaxar.compilation import enable_compilation_cache
+    hits = []
+    monitoring.register_event_listener(
+        lambda e, **kw: hits.append(e) if e == "/jax/compilation_cache/cache_hits" else None)
+    print("DIR", enable_compilation_cache())
+    jax.jit(lambda x: jnp.sin(x) * 3.0 + x)(jnp.arange(5.0)).block_until_ready()
+    print("HITS", len(hits))
+    """
+)
+
+
+def _child(env_value):
+    env = {**os.environ, compilation.ENV_VAR: env_value, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def test_second_process_reads_the_compile_from_the_cache(tmp_path):
+    first = _child(str(tmp_path / "xla"))
+    assert first == {"DIR": str(tmp_path / "xla"), "HITS": "0"}
+    assert os.listdir(tmp_path / "xla"), "the first process wrote no cache entry"
+    assert _child(str(tmp_path / "xla"))["HITS"] != "0"
+
+
+def test_cache_off_changes_nothing():
+    before = jax.config.jax_compilation_cache_dir
+    assert compilation.enable_compilation_cache("off") is None
+    assert jax.config.jax_compilation_cache_dir == before
+
+
+# ------------------------------------------------------------------ device prefetch
+
+
+class _Source:
+    """Local batches 0, 1, 2, ... that count how many were taken."""
+
+    def __init__(self, n):
+        self.n, self.taken = n, 0
+
+    def __iter__(self):
+        for i in range(self.n):
+            self.taken += 1
+            yield {"x": np.full((8, 3), i, np.int32)}
+
+
+@pytest.mark.parametrize("size", [0, 1, 2])
+def test_prefetch_yields_every_batch_in_order_sharded(size):
+    mesh = parallel.make_mesh()
+    got = list(parallel.prefetch_to_device(_Source(5), size, mesh))
+    assert [int(b["x"][0, 0]) for b in got] == [0, 1, 2, 3, 4]
+    for b in got:
+        assert b["x"].sharding == parallel.batch_sharding(mesh)
+        assert len(b["x"].addressable_shards) == len(jax.devices())
+
+
+def test_prefetch_runs_size_batches_ahead():
+    src = _Source(10)
+    it = parallel.prefetch_to_device(src, 2, parallel.make_mesh())
+    first = next(it)
+    assert int(first["x"][0, 0]) == 0
+    assert src.taken == 3  # the batch in use and the 2 in flight
+    next(it)
+    assert src.taken == 4
+    lazy = _Source(10)
+    next(parallel.prefetch_to_device(lazy, 0, parallel.make_mesh()))
+    assert lazy.taken == 1
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, True, "2"])
+def test_prefetch_bad_size_is_one_clear_error(size):
+    with pytest.raises(ValueError, match="prefetch size must be an int >= 0, got"):
+        next(parallel.prefetch_to_device(_Source(2), size, parallel.make_mesh()))
+
+
+# ------------------------------------------------------------------ kernel counter
+
+_HLO = """HloModule m, is_scheduled=true
+
+%fused_computation (p0: f32[4]) -> f32[4] {
+  %p0 = f32[4]{0} parameter(0)
+  %s = f32[4]{0} sine(%p0)
+  ROOT %c = f32[4]{0} cosine(%s)
+}
+
+%cond (t: (s32[], f32[4])) -> pred[] {
+  %t = (s32[], f32[4]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%t), index=0
+  %n = s32[] constant(7)
+  ROOT %lt = pred[] compare(%i, %n), direction=LT
+}
+
+%body (t.1: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %t.1 = (s32[], f32[4]{0}) parameter(0)
+  %i.1 = s32[] get-tuple-element(%t.1), index=0
+  %x.1 = f32[4]{0} get-tuple-element(%t.1), index=1
+  %f = f32[4]{0} fusion(%x.1), kind=kLoop, calls=%fused_computation
+  %d = f32[4]{0} copy(%f)
+  ROOT %r = (s32[], f32[4]{0}) tuple(%i.1, %d)
+}
+
+ENTRY %main (x: f32[4]) -> f32[4] {
+  %x = f32[4]{0} parameter(0)
+  %z = s32[] constant(0)
+  %b = f32[2,2]{1,0} bitcast(%x)
+  %t0 = (s32[], f32[4]{0}) tuple(%z, %x)
+  %w = (s32[], f32[4]{0}) while(%t0), condition=%cond, body=%body, backend_config={TRIP}
+  %y = f32[4]{0} get-tuple-element(%w), index=1
+  ROOT %e = f32[4]{0} custom-call(%y), custom_call_target="k"
+}
+""".replace("{TRIP}", '{"known_trip_count":{"n":"7"}}')
+
+
+def test_count_kernels_exact_on_known_hlo():
+    c = kernels.count_kernels(_HLO)
+    # entry: custom-call; loop condition: compare; loop body: fusion + copy (the fused
+    # sine/cosine are inside the fusion and not counted); parameters, constants, tuples,
+    # get-tuple-elements and bitcasts move nothing.
+    assert c.by_opcode == {"compare": 1, "copy": 1, "custom-call": 1, "fusion": 1}
+    assert c.kernels == 4
+    assert c.launches == 1 + 7 * 3  # the loop's three kernels run 7 times
+
+
+def test_count_kernels_on_compiled_code_grows_with_unfusable_work():
+    x = jnp.ones((8, 8), jnp.float32)
+
+    def count(f):
+        return kernels.count_kernels(jax.jit(f).lower(x).compile().as_text())
+
+    one = count(lambda x: jnp.tanh(x @ x))
+    two = count(lambda x: jnp.tanh(jnp.tanh(x @ x) @ x))
+    assert one.kernels >= 1 and two.kernels > one.kernels
+    with pytest.raises(ValueError, match="ENTRY computation, got none"):
+        kernels.count_kernels("HloModule empty")
