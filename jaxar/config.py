@@ -82,13 +82,35 @@ def load(path: str, relative_to: str | None = None) -> ml_collections.ConfigDict
         path = os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no config file at {path}")
+    import traceback
+
     name = "jaxar_config_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+
+    def run(fn):
+        # Any error in the file's own code becomes one line naming the file and the line; an
+        # error already so named (a base config loaded by this one) passes through.
+        try:
+            return fn()
+        except Exception as e:
+            if getattr(e, "jaxar_config_file", None):
+                raise
+            if isinstance(e, SyntaxError) and e.filename == path:
+                line, what = e.lineno, f"{type(e).__name__}: {e.msg}"
+            else:
+                frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+                line = frames[-1].lineno if frames else None
+                what = f"{type(e).__name__}: {e}".splitlines()[0]
+            where = f"config file {path}" + (f", line {line}" if line else "")
+            error = ValueError(f"{where}: {what}")
+            error.jaxar_config_file = path
+            raise error from None
+
+    run(lambda: spec.loader.exec_module(module))
     if not hasattr(module, "get_config"):
         raise ValueError(f"config file {path} defines no get_config()")
-    return module.get_config()
+    return run(module.get_config)
 
 
 def short_cpu_budget(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

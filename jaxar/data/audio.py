@@ -26,8 +26,9 @@ of frames and every window (test or random crop) starts on a frame boundary, so 
 vocoder expects.
 
 Nothing is dropped silently: padding, trimming, down-mixing and empty clips (the only ones left
-out) are counted, logged and kept in :attr:`AudioSource.stats`. A file soundfile cannot read
-raises ``ValueError`` naming it.
+out) are counted, logged and kept in :attr:`AudioSource.stats`. A file soundfile cannot read,
+a truncated WAV and a clip holding NaN or infinite samples raise ``ValueError`` naming it (never
+dropped: a bad file is a bad dataset, not a smaller one).
 """
 
 from __future__ import annotations
@@ -170,6 +171,12 @@ class AudioSource:
         clips, frames, labels, self.files = [], [], [], []
         for item_name, read in items:
             audio, rate, label = read()
+            bad = int(np.size(audio) - np.count_nonzero(np.isfinite(audio)))
+            if bad:
+                raise ValueError(
+                    f"{name}: {item_name} holds {bad} non-finite samples (NaN or inf) of "
+                    f"{np.size(audio)}; expected finite audio, fix or remove the file"
+                )
             if audio.shape[1] > 1:
                 stats.downmixed += 1
             audio = audio.mean(axis=1)

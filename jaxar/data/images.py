@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -45,8 +46,14 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: str) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a numpy array, checking its header and size."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(
+            f"{path}: not a complete gzip stream ({type(e).__name__}: {e}); the file is "
+            "truncated or corrupt"
+        ) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic number {data[:4]!r})")
     ndim = data[3]
@@ -83,6 +90,8 @@ def idx(directory: str, split: str) -> ArraySource:
             "(files in /usr/share/datasets/fashion-mnist)"
         )
     images, labels = (read_idx(p) for p in paths)
+    if len(images) == 0:
+        raise ValueError(f"{paths[0]}: holds no examples (shape {images.shape})")
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
             f"idx:{directory}: expected images (N, H, W) and labels (N,), got "
