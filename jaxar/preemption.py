@@ -8,9 +8,10 @@ it says so, saves a checkpoint of that step and exits with :data:`PREEMPTED_EXIT
 
 On a multi-host job every process must stop at the same step, or the collective steps and the
 checkpoint barriers would hang: every ``sync_every`` steps each process calls ``should_stop``
-at the same step, and the processes all-gather their flags (any one set stops all), and also ask
-JAX's preemption sync point (``multihost_utils.reached_preemption_sync_point``: the platform's
-own notice, e.g. a Cloud TPU maintenance event) where the distributed runtime offers one.
+at the same step, and the processes all-gather their flags (any one set stops all); and at
+every step they ask JAX's preemption sync point (``multihost_utils.reached_preemption_sync_point``:
+the platform's own notice, e.g. a Cloud TPU maintenance event, which the runtime agrees on across
+hosts) where the distributed runtime offers one (``jax_enable_preemption_service``).
 """
 
 from __future__ import annotations
@@ -105,16 +106,14 @@ class PreemptionGuard:
             count = jax.process_count()
         if count == 1:
             return self.requested
-        if step % self.sync_every:
-            return False
-        return self._any_process_flagged(step)
-
-    def _any_process_flagged(self, step: int) -> bool:
-        stop = self.requested
+        # The platform's notice is agreed on by the runtime itself; it must be asked every step.
         if self._platform_sync:
             try:
-                stop = multihost_utils.reached_preemption_sync_point(step) or stop
+                if multihost_utils.reached_preemption_sync_point(step):
+                    return True
             except RuntimeError:  # no preemption service in this runtime
                 self._platform_sync = False
-        flags = multihost_utils.process_allgather(np.asarray(int(stop), np.int32))
+        if step % self.sync_every:
+            return False
+        flags = multihost_utils.process_allgather(np.asarray(int(self.requested), np.int32))
         return bool(np.max(flags))

@@ -194,11 +194,27 @@ def test_hosts_agree_on_the_stop_step(monkeypatch):
         gathered.append(int(flag))
         return np.array([int(flag), 1])  # the other process got the signal
 
+    asked = []
+
+    def platform(step):  # JAX's preemption sync point: the platform's notice, agreed at step 7
+        asked.append(step)
+        return step == 7
+
     monkeypatch.setattr(multihost_utils, "process_allgather", allgather)
+    monkeypatch.setattr(multihost_utils, "reached_preemption_sync_point", platform)
     guard = PreemptionGuard(sync_every=5, process_count=2)
     assert not any(guard.should_stop(s) for s in range(1, 5))  # no exchange between syncs
-    assert gathered == []
+    assert gathered == [] and asked == [1, 2, 3, 4]  # the platform is asked every step
     assert guard.should_stop(5) and gathered == [0]
+    assert not PreemptionGuard(sync_every=5, process_count=2).should_stop(6)
+    assert PreemptionGuard(sync_every=5, process_count=2).should_stop(7)
+
+    def unavailable(step):
+        raise RuntimeError("Preemption sync manager has not been initialized.")
+
+    monkeypatch.setattr(multihost_utils, "reached_preemption_sync_point", unavailable)
+    guard = PreemptionGuard(sync_every=5, process_count=2)
+    assert not guard.should_stop(4) and not guard._platform_sync  # asked once, then not again
 
 
 # ---------------------------------------------------------------------------- config
