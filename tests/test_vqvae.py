@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from jaxar import config as jaxar_config
-from jaxar import train, two_stage
+from jaxar import models, train, two_stage
 from jaxar.checkpointing import Checkpointer
-from jaxar.data import load
+from jaxar.data import ArraySource, DataInfo, load
 from jaxar.nn.quantize import VectorQuantizer, perplexity
 
 K, D = 8, 3
@@ -302,3 +302,75 @@ def test_checkpoints_written_before_model_state_still_restore(tmp_path):
     restored = train.restore_run(str(tmp_path / "old"), "latest")[2]
     assert restored.model_state is None and int(restored.step) == 2
     jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
+
+
+# ------------------------------------------------------------------------------ direct checks
+def test_ema_codebook_update_by_hand_with_an_asymmetric_decay():
+    d, eps = 0.8, 1e-5  # d != 1 - d: swapping the two weights changes every figure below
+    vq, variables, z = _vq(ema_decay=d, epsilon=eps, usage_decay=0.7)
+    state = jax.tree.map(np.asarray, variables["vq"])
+    # A non-trivial starting point: statistics unlike the init (counts not all one).
+    size0 = np.linspace(0.5, 3.0, K).astype(np.float32)
+    sums0 = np.asarray(jax.random.normal(jax.random.key(5), (K, D)))
+    state = {**state, "cluster_size": size0, "embed_sum": sums0, "codebook": sums0 / size0[:, None]}
+    out, upd = vq.apply({**variables, "vq": state}, z, train=True, mutable=["vq"])
+    flat = np.asarray(z, np.float64).reshape(-1, D)
+    idx = np.asarray(out["indices"]).ravel()
+    codebook0 = sums0 / size0[:, None]
+    dist = ((flat[:, None, :] - codebook0[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(idx, dist.argmin(1))  # assigned by the pre-update codebook
+    counts = np.bincount(idx, minlength=K).astype(np.float64)
+    one_hot = np.eye(K)[idx]
+    size = d * size0 + (1 - d) * counts
+    sums = d * sums0 + (1 - d) * one_hot.T @ flat
+    n = size.sum()
+    smoothed = (size + eps) / (n + K * eps) * n
+    usage = 0.7 * (1.0 / K) + 0.3 * counts / len(flat)
+    new = upd["vq"]
+    np.testing.assert_allclose(new["cluster_size"], size, rtol=1e-5)
+    np.testing.assert_allclose(new["embed_sum"], sums, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new["codebook"], sums / smoothed[:, None], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new["usage"], usage, rtol=1e-5)
+    assert len(np.unique(idx)) >= 3  # several codes take part, so per-code mix-ups show
+
+
+def test_image_bound_is_the_sum_of_both_terms_per_image_dimension():
+    meta = {"image_shape": [4, 6, 3], "test_recon_nll_nats": 123.25}
+    got = two_stage.image_bound(45.5, meta)
+    assert got["test/image_bound_nats"] == pytest.approx(168.75)
+    assert got["test/recon_nll_nats"] == pytest.approx(123.25)
+    assert got["test/image_bound_bits_per_dim"] == pytest.approx(168.75 / (72 * math.log(2)))
+
+
+def test_vqvae_test_metrics_are_the_means_they_claim():
+    model = models.create_tiny("vqvae", "grey", num_levels=4)
+    rng = jax.random.key(0)
+    params, state = model.init(rng), model.init_state(rng)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [p + 0.3 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+    )
+    rs = np.random.default_rng(0)
+    x = rs.integers(0, 4, (10, 4, 4, 1)).astype(np.uint8)
+    src = ArraySource(x, None, DataInfo("random", (4, 4, 1), 4))
+    # Batches of 4: the last holds 2 examples and 2 rows of zero padding.
+    got = train.evaluate(model, params, src, batch_size=4, model_state=state)
+    xi = jnp.asarray(x, jnp.int32)
+    logits, _ = model.net.apply({"params": params, "vq": state}, xi)
+    logp = np.asarray(jax.nn.log_softmax(logits, axis=-1), np.float64)
+    nll = -np.take_along_axis(logp, np.asarray(x, np.int64)[..., None], -1)[..., 0]
+    nll = nll.reshape(10, -1).sum(1)
+    mean_image = np.exp(logp) @ (np.arange(4) / 3.0)
+    mse = ((mean_image - x / 3.0) ** 2).reshape(10, -1).mean(1)
+    codes = np.asarray(model.encode({"params": params, "vq": state}, xi)).ravel()
+    p = np.bincount(codes, minlength=model.num_codes) / len(codes)
+    assert (p > 0).sum() >= 2  # more than one code used: perplexity is not 1 by construction
+    perplexity_ = np.exp(-np.sum(p[p > 0] * np.log(p[p > 0])))
+    np.testing.assert_allclose(got["test/recon_nll_nats"], nll.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        got["test/recon_bits_per_dim"], nll.mean() / (16 * math.log(2)), rtol=1e-5
+    )
+    np.testing.assert_allclose(got["test/mse"], mse.mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["test/perplexity"], perplexity_, rtol=1e-5)
+    np.testing.assert_allclose(got["test/usage"], (p > 0).mean(), rtol=1e-6)
