@@ -20,9 +20,9 @@ applies are NOT entered: one ``fusion`` is one kernel however many operations it
 ``kernels`` counts each instruction once; ``launches`` multiplies the instructions of a
 ``while`` body by its ``known_trip_count`` when XLA states one (else counts them once), so
 it is the number of kernels one sampling step runs. ``by_opcode`` splits ``kernels`` by
-opcode (``fusion``, ``dot``, ``custom-call``, ``copy``, ``concatenate``, ...). A Pallas
-kernel shows up as one ``custom-call`` on a GPU/TPU; in interpret mode (CPU) it is lowered
-to ordinary HLO and counted as such.
+opcode (``fusion``, ``dot``, ``custom-call``, ``copy``, ``concatenate``, ...). A compiled
+Pallas kernel is one ``custom-call`` on a GPU/TPU (not yet measured there); in interpret mode
+(CPU) it is lowered to ordinary HLO (its layer loop a ``while``) and counted as such.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import math
 import os
@@ -37,8 +38,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxar import compilation, models, parallel, train
 from jaxar import config as jaxar_config
-from jaxar import models, train
 from jaxar.data.sources import DataInfo
 
 SMALL = {
@@ -115,17 +116,28 @@ def bench(config, event_shape, dtype, args):
         "label": jax.random.randint(key_c, (b,), 0, max(num_classes, 1), jnp.int32),
     }
     step = jax.jit(train.make_train_step(model, tx, ema_decay=config.ema_decay), donate_argnums=0)
+    if args.host_data:
+        # Host batches (numpy, as the data pipeline yields them) put on the device by
+        # parallel.prefetch_to_device with --prefetch batches in flight (0: at each step).
+        mesh = parallel.make_mesh(jax.devices()[:1])
+        host = [jax.tree.map(np.asarray, batch)] + [
+            {k: np.random.default_rng(i).permutation(np.asarray(v)) for k, v in batch.items()}
+            for i in range(7)
+        ]
+        feed = parallel.prefetch_to_device(itertools.cycle(host), args.prefetch, mesh)
+    else:
+        feed = itertools.repeat(batch)
 
     t0 = time.perf_counter()
-    state, metrics = step(state, batch)
+    state, metrics = step(state, next(feed))
     jax.block_until_ready(state)
     compile_s = time.perf_counter() - t0
     for _ in range(args.warmup):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, next(feed))
     jax.block_until_ready(state)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, next(feed))
     jax.block_until_ready(state)
     elapsed = time.perf_counter() - t0
     loss = float(metrics["loss"])
@@ -170,7 +182,15 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compile")
     parser.add_argument("--write", action="store_true", help="append to BENCHMARKS.md")
     parser.add_argument("--note", default="", help="a line printed under the table")
+    parser.add_argument(
+        "--compilation-cache", default="", help="cache directory, or off (default: jaxar's)"
+    )
+    parser.add_argument(
+        "--host-data", action="store_true", help="feed numpy batches through device prefetch"
+    )
+    parser.add_argument("--prefetch", type=int, default=2, help="batches in flight (--host-data)")
     args = parser.parse_args(argv)
+    cache = compilation.enable_compilation_cache(args.compilation_cache or None)
 
     if args.config:
         names = [jaxar_config.load(args.config).model_name]
@@ -206,7 +226,13 @@ def main(argv=None):
         f"`python benchmarks/train.py {shlex.join(argv if argv is not None else sys.argv[1:])}`"
         f". {args.steps} timed steps after {args.warmup} untimed; the first call (trace, "
         "compile, one step) is timed apart. One jitted step: value_and_grad, optax update, "
-        "EMA. Random data, fixed batch. Images/s = batch x steps/s (audio: clips/s)."
+        "EMA. Random data, fixed batch. Images/s = batch x steps/s (audio: clips/s). "
+        f"Compilation cache: {cache or 'off'}."
+        + (
+            f" Host batches through prefetch_to_device, {args.prefetch} in flight."
+            if args.host_data
+            else ""
+        )
     )
     text = header + ("\n" + args.note if args.note else "") + "\n\n" + table(rows, label_of)
     print("\n" + text)

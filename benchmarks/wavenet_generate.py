@@ -13,10 +13,16 @@ extrapolated to the full length (labelled so in the table).
     python benchmarks/wavenet_generate.py                # prints a markdown table
     python benchmarks/wavenet_generate.py --write        # and appends it to BENCHMARKS.md
 
-Reference: r9y9/wavenet_vocoder's cached generation of this model runs at 403 samples/s at
-batch 1 and 2,511 samples/s at batch 16 on one core of the 2-core development machine. For a
-like-for-like figure run this on one core too, ``taskset -c 1 python benchmarks/...``; the
-table header says how many CPUs the process could use.
+Same-run comparison with r9y9/wavenet_vocoder (PyTorch): ``--peer PATH`` (a checkout of that
+repository, never part of this one) and ``--peer-python`` (a Python with torch) time the
+peer's incremental generation (``WaveNet.incremental_forward``, the same model: 30 layers,
+64/128/64, kernel 3, 256 one-hot classes, no conditioning; batch B through a one-step
+``test_inputs`` of B one-hot start samples) in a subprocess, ALTERNATING with jaxar's cached
+sampler, batch by batch, for ``--rounds`` rounds; each side generates ``--length`` samples per
+stream after a warm-up, one thread each (``torch.set_num_threads(1)``; run the whole command
+under ``taskset -c 1`` so XLA gets one core too). The table gives each side's median and best
+samples/s over the rounds and the ratio of the medians; the peer's command is printed with it.
+The table header says how many CPUs the process could use.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import argparse
 import datetime
 import os
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -134,6 +143,85 @@ def table(rows, length: int, repeats: int) -> str:
     return "\n".join(head + [_row(r) for r in rows]) + "\n"
 
 
+# The peer's side of the same-run comparison: run with the peer's Python, its checkout first on
+# sys.path. Prints one line "PEER <seconds>" for ``length`` samples of ``batch`` streams.
+PEER_DRIVER = """
+import sys, time, torch
+sys.path.insert(0, sys.argv[1])
+from wavenet_vocoder import WaveNet
+batch, length = int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(1)
+torch.manual_seed(0)
+m = WaveNet(out_channels=256, layers=30, stacks=3, residual_channels=64, gate_channels=128,
+            skip_out_channels=64, kernel_size=3, dropout=0.0, cin_channels=-1, gin_channels=-1,
+            scalar_input=False)
+m.eval()
+m.make_generation_fast_()
+start = torch.zeros(batch, 256, 1)
+start[:, 127] = 1
+with torch.no_grad():
+    m.incremental_forward(test_inputs=start, T=20, softmax=True, quantize=True)
+    t0 = time.perf_counter()
+    m.incremental_forward(test_inputs=start, T=length, softmax=True, quantize=True)
+    print("PEER", time.perf_counter() - t0)
+"""
+
+
+def _peer_seconds(python: str, path: str, batch: int, length: int) -> float:
+    out = subprocess.run(
+        [python, "-c", PEER_DRIVER, path, str(batch), str(length)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return float(next(ln for ln in out.splitlines() if ln.startswith("PEER")).split()[1])
+
+
+def compare(peer: str, python: str, length: int, batches, rounds: int) -> str:
+    """Alternate jaxar's cached sampler and the peer's incremental generation; a markdown table."""
+    if not os.path.isfile(os.path.join(peer, "wavenet_vocoder", "wavenet.py")):
+        raise SystemExit(f"--peer must be a checkout of r9y9/wavenet_vocoder, got {peer!r}")
+    model = jaxar.create("wavenet", length=length, **PAPER)
+    params = model.init(jax.random.key(0))
+    compiled = {}
+    for b in batches:
+        f = lambda p, k, b=b: model._sample(p, k, None, num=b, method="cached", with_log_prob=False)
+        compiled[b] = jax.jit(f).lower(params, jax.random.key(1)).compile()
+        jax.block_until_ready(compiled[b](params, jax.random.key(1)))  # warm-up
+    times = {(side, b): [] for side in ("jaxar", "peer") for b in batches}
+    for r in range(rounds):
+        for b in batches:
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled[b](params, jax.random.key(2 + r)))
+            times["jaxar", b].append(time.perf_counter() - t0)
+            times["peer", b].append(_peer_seconds(python, peer, b, length))
+            print(
+                f"round {r + 1} batch {b}: jaxar {b * length / times['jaxar', b][-1]:,.0f}, "
+                f"peer {b * length / times['peer', b][-1]:,.0f} samples/s",
+                flush=True,
+            )
+    peer_cmd = f"{shlex.quote(python)} -c PEER_DRIVER {shlex.quote(peer)} BATCH {length}"
+    lines = [
+        "| batch | jaxar samples/s (median) | jaxar (best) | r9y9 samples/s (median) "
+        "| r9y9 (best) | ratio of medians |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b in batches:
+        rj = [b * length / t for t in times["jaxar", b]]
+        rp = [b * length / t for t in times["peer", b]]
+        lines.append(
+            f"| {b} | {statistics.median(rj):,.0f} | {max(rj):,.0f} | "
+            f"{statistics.median(rp):,.0f} | {max(rp):,.0f} | "
+            f"{statistics.median(rj) / statistics.median(rp):.1f}x |"
+        )
+    return (
+        f"Same run, alternating, {rounds} rounds of {length} samples per stream; "
+        f"{_cpu_name()}, {len(os.sched_getaffinity(0))} CPU(s) in this process's affinity, JAX "
+        f"{jax.__version__}. jaxar: `{shlex.join([sys.executable, *sys.argv])}`; peer, per "
+        f"round and batch: `{peer_cmd}` (PEER_DRIVER in benchmarks/wavenet_generate.py).\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=2000, help="samples generated per example")
@@ -142,7 +230,13 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
+    ap.add_argument("--peer", default="", help="a checkout of r9y9/wavenet_vocoder: compare")
+    ap.add_argument("--peer-python", default="python", help="a Python that has torch")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (--peer)")
     args = ap.parse_args(argv)
+    if args.peer:
+        print(compare(args.peer, args.peer_python, args.length, args.batches, args.rounds))
+        return
     rows = run(args.length, args.batches, args.naive_steps, args.repeats, args.skip_naive)
     out = table(rows, args.length, args.repeats)
     print()

@@ -183,3 +183,27 @@ def test_count_kernels_on_compiled_code_grows_with_unfusable_work():
     assert one.kernels >= 1 and two.kernels > one.kernels
     with pytest.raises(ValueError, match="ENTRY computation, got none"):
         kernels.count_kernels("HloModule empty")
+
+
+# ------------------------------------------------------------------ the suite, --tiny
+
+
+def test_suite_tiny_runs_every_part_and_reports_figures(tmp_path):
+    import suite
+
+    out = tmp_path / "bench.md"
+    text = suite.main(["--tiny", "--compilation-cache", "off", "--out", str(out)])
+    assert out.read_text() == "\n" + text
+    assert f"jax {jax.__version__}" in text and "commit " in text and "cpu" in text
+    assert "Command: `python benchmarks/suite.py --tiny --compilation-cache off --out" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln]
+    data = [r for r in rows if not r.startswith(("| model ", "| method "))]
+    assert len(data) == 5, data  # train, sampling, wavenet cached + pallas, kernels
+    assert not any("FAILED" in r or "skipped" in r for r in data), data
+    wavenet = [r.split(" | ") for r in data if r.startswith(("| cached ", "| pallas "))]
+    for cells in wavenet:
+        assert float(cells[2].replace(",", "")) > 0 and cells[5].endswith("x")  # samples/s, RTF
+    assert suite.peak_tflops("NVIDIA H200", "bfloat16") == 989.0
+    assert suite.peak_tflops("cpu", "float32") is None
+    with pytest.raises(SystemExit, match="--only takes"):
+        suite.main(["--tiny", "--only", "bogus"])

@@ -32,6 +32,8 @@ draw inverts the CDF with one uniform per example (:class:`InverseCdfCategorical
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from typing import Any
 
@@ -44,7 +46,14 @@ from jax import lax
 from jaxar.distributions import Categorical
 from jaxar.models.base import AutoregressiveModel, _is_concrete
 from jaxar.models.registry import register
-from jaxar.nn.wavenet import ResidualBlock, receptive_field
+from jaxar.nn import wavenet_pallas
+from jaxar.nn.wavenet import (
+    ResidualBlock,
+    decode_layers,
+    line_rows,
+    receptive_field,
+    stack_blocks,
+)
 
 __all__ = ["UPSAMPLE_MODES", "InverseCdfCategorical", "Upsample", "WaveNet", "WaveNetNet"]
 
@@ -212,17 +221,63 @@ class WaveNetNet(nn.Module):
         prev = jnp.concatenate([start, x[:, :-1].astype(jnp.int32)], axis=1)
         return self._stack(self.embed(prev), cond, None)
 
+    def step_inputs(self, prev, step, cond=None):
+        """The decode step's stack input ``(B, C)`` and per-layer conditioning ``(B, L G)``
+        (None for an unconditional model)."""
+        return self.embed(prev), self._conditioning(cond, step)
+
+    @nn.compact
     def step(self, prev, step, cond=None):
         """Decode path: ``prev`` ``(B,)`` is ``x_{step-1}`` (the start token ``num_levels`` at
-        step 0) -> logits of ``x_step``, ``(B, num_levels)``. Steps go 0, 1, 2, ... in order."""
-        return self._stack(self.embed(prev), cond, step)
+        step 0) -> logits of ``x_step``, ``(B, num_levels)``. Steps go 0, 1, 2, ... in order.
+
+        All layers run through :func:`jaxar.nn.wavenet.decode_layers` on one tap-line buffer,
+        the ``cache`` variable ``lines`` ``(sum of dilations, B, (k-1) C)``."""
+        h, c = self.step_inputs(prev, step, cond)
+        shape = (sum(self.dilations), h.shape[0], (self.kernel_size - 1) * h.shape[-1])
+        lines = self.variable("cache", "lines", jnp.zeros, shape, self.dtype)
+        w = stack_blocks(self.variables["params"], len(self.dilations), self.dtype)
+        rows = line_rows(step, self.dilations)
+        _, skip, lines.value = decode_layers(h, lines.value, rows, w, c)
+        out = self.head_hidden(nn.relu(skip))
+        return self.head_logits(nn.relu(out))
 
 
 class WaveNet(AutoregressiveModel):
-    """WaveNet over mu-law audio with exact likelihood, cached (fast) and naive samplers."""
+    """WaveNet over mu-law audio with exact likelihood, cached (fast) and naive samplers.
 
-    sample_methods = ("cached", "naive")
+    ``method="pallas"`` samples with the cached sampler whose decode step is one Pallas kernel
+    (:func:`jaxar.nn.wavenet_pallas.decode_step`; interpret mode on CPU): the same samples as
+    ``"cached"`` from the same key.
+    """
+
+    sample_methods = ("cached", "naive", "pallas")
     default_sample_method = "cached"
+    #: The cached step's implementation: "xla" (:func:`jaxar.nn.wavenet.decode_layers`) or
+    #: "pallas"; ``method="pallas"`` samples with a copy of the model that has "pallas".
+    decoder = "xla"
+
+    def with_decoder(self, decoder: str) -> WaveNet:
+        """A copy of this model whose cached step runs on ``decoder`` ("xla" or "pallas")."""
+        if decoder not in ("xla", "pallas"):
+            raise ValueError(f"{self.name}: decoder must be 'xla' or 'pallas', got {decoder!r}")
+        model = copy.copy(self)
+        model.decoder = decoder
+        return model
+
+    def _sample(self, params, rng, cond, *args, method, **kwargs):
+        if method == "pallas":
+            model = self.with_decoder("pallas")
+            return AutoregressiveModel._sample(
+                model, params, rng, cond, *args, method="cached", **kwargs
+            )
+        return super()._sample(params, rng, cond, *args, method=method, **kwargs)
+
+    def sampling_step_fn(self, params, cond, method: str = "cached"):
+        """The sampler's step function ``(cache, x_flat, step) -> (logits, cache)`` of a cached
+        ``method`` ("cached" or "pallas")."""
+        model = self.with_decoder("pallas" if method == "pallas" else "xla")
+        return functools.partial(model._cached_step_fn, params, cond)
 
     @property
     def local_features(self) -> int:
@@ -326,6 +381,14 @@ class WaveNet(AutoregressiveModel):
     def cached_step(self, params, cache, x_flat, step, cond=None):
         prev = lax.dynamic_index_in_dim(x_flat, jnp.maximum(step - 1, 0), axis=1, keepdims=False)
         prev = jnp.where(step > 0, prev, self.num_levels).astype(jnp.int32)
+        if self.decoder == "pallas":
+            net = self.net
+            h, c = net.apply({"params": params}, prev, step, cond, method=WaveNetNet.step_inputs)
+            head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
+            w = stack_blocks(params, len(net.dilations), net.dtype)
+            rows = line_rows(step, net.dilations)
+            logits, lines = wavenet_pallas.decode_step(h, cache["lines"], rows, w, head, c)
+            return logits, {"lines": lines}
         logits, variables = self.net.apply(
             {"params": params, "cache": cache},
             prev,
