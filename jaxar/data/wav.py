@@ -94,10 +94,10 @@ def wav(directory: str, split: str, *, test_fraction: float = 0.1, **options) ->
             f"wav:{directory}: expected at least 2 .wav files (one per split), found {len(paths)}"
         )
     speakers = _speakers(directory)
-    labels = [speakers.index(os.path.relpath(p, directory).split(os.sep)[0]) for p in paths]
+    top = lambda p: os.path.relpath(p, directory).split(os.sep)[0]
+    label = lambda p: speakers.index(top(p)) if speakers else None
     items = [
-        _wav_item(paths[i], labels[i] if speakers else None)
-        for i in split_items(len(paths), split, test_fraction)
+        _wav_item(paths[i], label(paths[i])) for i in split_items(len(paths), split, test_fraction)
     ]
     return AudioSource(
         f"wav:{directory}", split, items, num_classes=len(speakers), **audio_options(options)
