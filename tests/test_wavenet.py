@@ -12,7 +12,7 @@ from jax import lax
 import jaxar
 from jaxar.distributions import mu_law_decode, mu_law_encode
 from jaxar.nn.wavenet import CausalConv1D, layers_to_cover, receptive_field
-from jaxar.testing import assert_teacher_forced_matches_full
+from jaxar.testing import assert_teacher_forced_matches_full, randomize_params
 
 TINY = dict(
     length=24, num_levels=16, residual_channels=8, gate_channels=8, skip_channels=8,
@@ -22,6 +22,16 @@ TINY = dict(
 
 def _model(**kw):
     return jaxar.create("wavenet", **{**TINY, **kw})
+
+
+def _params(model, scale=0.5):
+    """Random weights, biases included (init's zero biases would hide a decode path that drops
+    one); the network they give is far from constant."""
+    p = randomize_params(model.init(jax.random.key(0)), jax.random.key(9), scale)
+    x = jax.random.randint(jax.random.key(3), (2, model.event_shape[0]), 0, model.num_levels)
+    logp = np.asarray(jax.nn.log_softmax(model.apply(p, x, _cond(model, 2))))
+    assert np.ptp(logp, axis=(0, 1)).max() > 0.5, "the network under test is (nearly) constant"
+    return p
 
 
 def _cond(model, batch, seed=7):
@@ -74,7 +84,7 @@ def test_model_receptive_field_matches_measured_dependence():
     m = _model(length=20, num_cycles=1, layers_per_cycle=3, kernel_size=2)
     rf = m.receptive_field
     assert rf == 8
-    p = m.init(jax.random.key(0))
+    p = _params(m)
     x = np.asarray(jax.random.randint(jax.random.key(1), (20,), 0, 16), np.int32)
     xs = np.repeat(x[None], 21, axis=0)  # row j + 1 changes position j
     xs[np.arange(1, 21), np.arange(20)] = (x + 5) % 16
@@ -114,7 +124,7 @@ def test_causal_conv_step_path_equals_full_path():
 def test_causality(kw):
     """Changing x_t changes no logit at t' <= t (and does change a later one)."""
     m = _model(**kw)
-    p = m.init(jax.random.key(0))
+    p = _params(m)
     cond = _cond(m, 1)
     x = jax.random.randint(jax.random.key(1), (1, 24), 0, 16).astype(jnp.int32)
     base = m.apply(p, x, cond)
@@ -129,7 +139,7 @@ def test_causality(kw):
 def test_exact_normalisation_on_a_tiny_case():
     """sum_x p(x) = 1 over all 3^4 sequences (with conditioning)."""
     m = _model(length=4, num_levels=3, num_classes=2, local_features=2, local_hop=2)
-    p = m.init(jax.random.key(0))
+    p = _params(m)
     xs = jnp.asarray(list(itertools.product(range(3), repeat=4)), jnp.int32)
     cond = {
         "label": jnp.ones((len(xs),), jnp.int32),
@@ -146,7 +156,7 @@ def test_exact_normalisation_on_a_tiny_case():
 def test_cached_step_equals_teacher_forced_forward(kw):
     """The fast generator fed the true previous samples gives the full model's logits."""
     m = _model(**kw)
-    p = m.init(jax.random.key(0))
+    p = _params(m)
     cond = _cond(m, 2)
     x = jax.random.randint(jax.random.key(1), (2, 24), 0, 16).astype(jnp.int32)
     assert_teacher_forced_matches_full(m, p, x, cond)
@@ -155,7 +165,7 @@ def test_cached_step_equals_teacher_forced_forward(kw):
 @pytest.mark.parametrize("kw", CONDITIONINGS[::3])
 def test_naive_and_cached_sampling_agree(kw):
     m = _model(**kw)
-    p = m.init(jax.random.key(0))
+    p = _params(m)
     cond = _cond(m, 3)
     a, la = m.sample(p, jax.random.key(5), 3, cond, method="cached", with_log_prob=True)
     b, lb = m.sample(p, jax.random.key(5), 3, cond, method="naive", with_log_prob=True)
