@@ -62,6 +62,7 @@ def test_checkpoints_are_sealed_and_damaged_ones_skipped_by_name(tmp_path, caplo
     (steps_dir / "9").mkdir()
     (steps_dir / "backup").mkdir()
     (steps_dir / "backup" / "junk").write_text("x")
+    ckpt.close()
     ckpt = Checkpointer(str(tmp_path), keep=5)
     with caplog.at_level(logging.WARNING, logger="jaxar"):
         state, step = ckpt.restore(_state(0), "latest")
@@ -95,6 +96,7 @@ def test_checkpoints_are_sealed_and_damaged_ones_skipped_by_name(tmp_path, caplo
     os.remove(_largest_file(steps_dir / "2"))
     with pytest.raises(CheckpointError, match=r"no checkpoint in .* restores: step 2 .*; step 1"):
         ckpt.restore(_state(0))
+    ckpt.close()
 
 
 def test_unsealed_checkpoint_restores_unverified_or_is_skipped(tmp_path):
@@ -117,6 +119,7 @@ def test_unsealed_checkpoint_restores_unverified_or_is_skipped(tmp_path):
     # A target whose tree differs is the caller's error, not damage: orbax's error is raised.
     with pytest.raises(ValueError, match="tree structures do not match"):
         ckpt.restore({"other": jnp.zeros(3)}, 1)
+    ckpt.close()
 
 
 # ---------------------------------------------------------------------------- run lock
