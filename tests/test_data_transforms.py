@@ -9,7 +9,7 @@ import pytest
 
 from jaxar.data import ArraySource, DataInfo
 from jaxar.data.audio import AudioSource, mu_law_encode_np
-from jaxar.data.pipeline import eval_batches, train_batches
+from jaxar.data.pipeline import binarized_info, eval_batches, train_batches
 from jaxar.distributions import mu_law_decode, mu_law_encode
 
 LEVELS = 17  # digits' grey levels: pixel level k is 1 with probability k / 16
@@ -47,6 +47,21 @@ def test_binarization_draws_each_pixel_with_probability_level_over_max(mode):
     both = np.concatenate(epochs)
     if mode == "dynamic":
         _check_bernoulli(both, 1200)
+
+
+def test_binarized_data_info_has_two_levels():
+    info = _level_images(1).info
+    for mode in ("dynamic", "static"):
+        assert binarized_info(info, mode) == DataInfo("levels", (4, 4, 1), 2)
+        two = DataInfo("binary", (4, 4, 1), 2)
+        assert binarized_info(two, mode) is two
+    assert binarized_info(info, "") is info
+    audio = DataInfo("speech", (100,), 256, kind="audio")
+    assert binarized_info(audio, "") is audio
+    with pytest.raises(ValueError, match="binarization applies to images, not audio data"):
+        binarized_info(audio, "static")
+    with pytest.raises(ValueError, match="unknown binarize mode 'always'"):
+        binarized_info(info, "always")
 
 
 def test_binarized_evaluation_is_one_bernoulli_draw():
