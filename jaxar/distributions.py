@@ -27,6 +27,7 @@ class Categorical:
     """
 
     dims_per_step = 1
+    supports_top_p = True
 
     def __init__(self, num_levels: int):
         if num_levels < 2:
@@ -43,11 +44,45 @@ class Categorical:
         flat = logits.reshape(logits.shape[0], -1, logits.shape[-1])
         return jax.lax.dynamic_index_in_dim(flat, step, axis=1, keepdims=False)
 
-    def sample_step(self, key: jax.Array, logits: jnp.ndarray) -> jnp.ndarray:
-        """Draw one step: logits ``(B, L)`` -> values ``(B, 1)`` int32."""
-        return jax.random.categorical(key, logits.astype(jnp.float32), axis=-1)[:, None].astype(
-            jnp.int32
-        )
+    def shape_logits(
+        self, logits: jnp.ndarray, temperature: float = 1.0, top_p: float = 1.0
+    ) -> jnp.ndarray:
+        """Logits ``(B, L)`` float32 of the distribution actually drawn from: divided by
+        ``temperature``, then (``top_p < 1``) restricted to the nucleus, the fewest most
+        probable values whose probabilities add up to at least ``top_p`` (the rest get
+        ``-inf``; ties at the cut-off are kept). The defaults return the logits untouched."""
+        logits = logits.astype(jnp.float32)
+        if temperature != 1.0:
+            logits = logits / jnp.float32(temperature)
+        if top_p < 1.0:
+            probs = jax.nn.softmax(logits, axis=-1)
+            ranked = -jnp.sort(-probs, axis=-1)  # descending
+            before = jnp.cumsum(ranked, axis=-1) - ranked  # mass of the more probable values
+            keep = jnp.maximum(jnp.sum(before < top_p, axis=-1, keepdims=True), 1)
+            cutoff = jnp.take_along_axis(ranked, keep - 1, axis=-1)
+            logits = jnp.where(probs >= cutoff, logits, -jnp.inf)
+        return logits
+
+    def step_noise(self, key: jax.Array, logits: jnp.ndarray) -> jnp.ndarray:
+        """The randomness of one step for logits ``(B, L)``: Gumbel noise ``(B, L)`` float32,
+        exactly what ``jax.random.categorical(key, logits)`` draws."""
+        return jax.random.gumbel(key, logits.shape, jnp.float32)
+
+    def draw(
+        self, logits: jnp.ndarray, noise: jnp.ndarray, temperature: float = 1.0, top_p: float = 1.0
+    ) -> jnp.ndarray:
+        """Values ``(B, 1)`` int32 from logits ``(B, L)`` and :meth:`step_noise` (Gumbel-max)."""
+        shaped = self.shape_logits(logits, temperature, top_p)
+        return jnp.argmax(noise + shaped, axis=-1)[:, None].astype(jnp.int32)
+
+    def sample_step(
+        self, key: jax.Array, logits: jnp.ndarray, temperature: float = 1.0, top_p: float = 1.0
+    ) -> jnp.ndarray:
+        """Draw one step: logits ``(B, L)`` -> values ``(B, 1)`` int32.
+
+        With the defaults this is ``jax.random.categorical(key, logits)`` bit for bit.
+        """
+        return self.draw(logits, self.step_noise(key, logits), temperature, top_p)
 
     def step_log_prob(self, logits: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
         """Log-probability of the values ``(B, 1)`` drawn at one step: ``(B,)``."""
@@ -115,6 +150,8 @@ class DiscretizedLogisticMixture:
     then each channel as a continuous logistic rounded to its bin (clipped at the edges), which
     is exactly the discretized distribution; later channels' means use the drawn levels.
     """
+
+    supports_top_p = False
 
     def __init__(self, num_mixtures: int, num_levels: int = 256, channels: int = 3):
         if num_mixtures < 1:
@@ -224,14 +261,30 @@ class DiscretizedLogisticMixture:
         flat = params.reshape(params.shape[0], -1, params.shape[-1])
         return jax.lax.dynamic_index_in_dim(flat, step, axis=1, keepdims=False)
 
-    def sample_step(self, key: jax.Array, params: jnp.ndarray) -> jnp.ndarray:
-        """Draw one pixel: parameters ``(B, P)`` -> levels ``(B, C)`` int32."""
-        logits, means, log_scales, coeffs = self._split(params)
+    def step_noise(self, key: jax.Array, params: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """The randomness of one pixel for parameters ``(B, P)``: Gumbel noise ``(B, K)`` that
+        picks the component and logistic noise ``(B, C)`` for the channels."""
         k_mix, k_val = jax.random.split(key)
-        comp = jax.random.categorical(k_mix, logits, axis=-1)  # (B,)
+        dtype = _float_dtype(params.dtype)
+        gumbel = jax.random.gumbel(k_mix, (params.shape[0], self.num_mixtures), dtype)
+        return gumbel, jax.random.logistic(k_val, (params.shape[0], self.channels), dtype)
+
+    def draw(
+        self, params: jnp.ndarray, noise, temperature: float = 1.0, top_p: float = 1.0
+    ) -> jnp.ndarray:
+        """Levels ``(B, C)`` int32 of one pixel from parameters ``(B, P)`` and
+        :meth:`step_noise`. ``temperature`` divides the mixture logits and multiplies every
+        logistic scale (as in the PixelCNN++ literature); ``top_p`` is not defined here."""
+        if top_p < 1.0:
+            raise ValueError(f"top_p is for categorical outputs; {self!r} takes only temperature")
+        logits, means, log_scales, coeffs = self._split(params)
+        if temperature != 1.0:
+            logits = logits / temperature
+            log_scales = log_scales + math.log(temperature)
+        gumbel, noise = noise
+        comp = jnp.argmax(gumbel + logits, axis=-1)  # (B,), as jax.random.categorical
         pick = lambda a: jnp.take_along_axis(a, comp[:, None, None], axis=-1)[..., 0]
         mean, log_scale, coeff = pick(means), pick(log_scales), pick(coeffs)
-        noise = jax.random.logistic(k_val, mean.shape, mean.dtype)
         last = self.num_levels - 1
         levels, centred = [], []
         for i in range(self.channels):
@@ -244,6 +297,12 @@ class DiscretizedLogisticMixture:
             levels.append(level)
             centred.append(self._centered(level, mean.dtype))
         return jnp.stack(levels, axis=-1)
+
+    def sample_step(
+        self, key: jax.Array, params: jnp.ndarray, temperature: float = 1.0, top_p: float = 1.0
+    ) -> jnp.ndarray:
+        """Draw one pixel: parameters ``(B, P)`` -> levels ``(B, C)`` int32."""
+        return self.draw(params, self.step_noise(key, params), temperature, top_p)
 
     def step_log_prob(self, params: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
         """Log-probability of the pixel ``values (B, C)`` drawn at one step: ``(B,)``."""

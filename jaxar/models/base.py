@@ -69,7 +69,17 @@ class AutoregressiveModel:
         self.num_classes = int(num_classes)
         self.hparams = dict(hparams or {})
         self._log_prob_jit = jax.jit(self._log_prob, static_argnames=("per_dim",))
-        self._sample_jit = jax.jit(self._sample, static_argnames=("num", "method", "with_log_prob"))
+        self._sample_jit = jax.jit(
+            self._sample,
+            static_argnames=(
+                "num",
+                "method",
+                "with_log_prob",
+                "with_passes",
+                "temperature",
+                "top_p",
+            ),
+        )
 
     # ----------------------------------------------------------------- properties
     @property
@@ -205,20 +215,55 @@ class AutoregressiveModel:
         """One cached decode step: ``(params of step's distribution, new cache)``."""
         raise ValueError(f"{self.name} has no cached sampler; methods: {self.sample_methods}")
 
-    def _sample(self, params, rng, cond, *, num, method, with_log_prob):
-        if method == "naive":
+    def _sample(
+        self,
+        params,
+        rng,
+        cond,
+        prompt=None,
+        prompt_dims=0,
+        *,
+        num,
+        method,
+        with_log_prob,
+        with_passes=False,
+        temperature=1.0,
+        top_p=1.0,
+    ):
+        shaping = dict(prompt=prompt, prompt_dims=prompt_dims, temperature=temperature, top_p=top_p)
+        passes = None
+        if method == "fixed_point":
             forward = partial(self.apply, params, cond=cond)
-            step_fn = sampling.naive_step_fn(forward, self.distribution, self.event_shape)
-            state = ()
+            x, logp, passes = sampling.fixed_point_sample(
+                forward, self.distribution, self.event_shape, rng, num, **shaping
+            )
         else:
-            state = self.init_cache(params, num, cond)
-            step_fn = partial(self._cached_step_fn, params, cond)
-        x, logp = sampling.scan_sample(step_fn, state, self.distribution, rng, num, self.num_dims)
-        x = x.reshape((num, *self.event_shape))
-        return (x, logp) if with_log_prob else x
+            if method == "naive":
+                forward = partial(self.apply, params, cond=cond)
+                step_fn = sampling.naive_step_fn(forward, self.distribution, self.event_shape)
+                state = ()
+            else:
+                state = self.init_cache(params, num, cond)
+                step_fn = partial(self._cached_step_fn, params, cond)
+            x, logp = sampling.scan_sample(
+                step_fn, state, self.distribution, rng, num, self.num_dims, **shaping
+            )
+        out = (x.reshape((num, *self.event_shape)),)
+        out += (logp,) if with_log_prob else ()
+        out += (passes,) if with_passes else ()
+        return out if len(out) > 1 else out[0]
 
     def _cached_step_fn(self, params, cond, cache, x_flat, step):
         return self.cached_step(params, cache, x_flat, step, cond)
+
+    #: The parallel samplers every model has on top of its :attr:`sample_methods`.
+    parallel_sample_methods: tuple[str, ...] = ("fixed_point",)
+
+    @property
+    def all_sample_methods(self) -> tuple[str, ...]:
+        """Every ``method`` :meth:`sample` takes: :attr:`sample_methods` (sequential, one
+        ``lax.scan``) then :attr:`parallel_sample_methods`."""
+        return self.sample_methods + self.parallel_sample_methods
 
     def sample(
         self,
@@ -228,24 +273,117 @@ class AutoregressiveModel:
         cond=None,
         method: str | None = None,
         *,
+        prompt=None,
+        prompt_dims: int | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
         with_log_prob: bool = False,
+        with_passes: bool = False,
     ):
         """Draw ``num`` samples, shape ``(num, *event_shape)`` int32.
 
-        ``method`` is one of :attr:`sample_methods` (default :attr:`default_sample_method`).
-        All methods draw step ``i`` with ``fold_in(rng, i)``, so they agree sample for sample.
-        ``with_log_prob=True`` also returns the sum of the log-probabilities the sampler drew
-        with, shape ``(num,)``.
+        ``method`` is one of :attr:`all_sample_methods` (default
+        :attr:`default_sample_method`): ``"naive"``, ``"cached"`` (where the model has it) or
+        ``"fixed_point"`` (parallel: whole-event passes until nothing changes, see
+        :func:`jaxar.sampling.fixed_point_sample`). All methods draw step ``i`` with
+        ``fold_in(rng, i)``, so they agree sample for sample.
+
+        ``prompt`` (``(num, *event_shape)`` integers) with ``prompt_dims = n``: keep the first
+        ``n`` flat dimensions of each example (raster order, channels inside a pixel; time for
+        audio) and sample the rest; ``n`` is in ``[0, D]`` and a whole number of sampling
+        steps (pixels for PixelCNN++). ``temperature`` (> 0) and ``top_p`` (nucleus, in
+        ``(0, 1]``; categorical outputs only) reshape every step's distribution; the defaults
+        leave the samples unchanged.
+
+        ``with_log_prob=True`` also returns the model's log-probability of the sampled part
+        (the dimensions after the prompt), shape ``(num,)``, at temperature 1 whatever
+        ``temperature``. ``with_passes=True`` (``fixed_point`` only) also returns the number
+        of forward passes it took (int32 scalar), last.
         """
         method = method or self.default_sample_method
-        if method not in self.sample_methods:
+        if method not in self.all_sample_methods:
             raise ValueError(
                 f"{self.name}: unknown sampling method {method!r}; expected one of "
-                f"{list(self.sample_methods)}"
+                f"{list(self.all_sample_methods)}"
+            )
+        if with_passes and method != "fixed_point":
+            raise ValueError(
+                f"{self.name}: with_passes=True needs method='fixed_point', got method={method!r}"
             )
         if int(num) < 1:
             raise ValueError(f"num must be a positive number of samples, got {num}")
         self.check_cond(cond, int(num))
+        temperature, top_p = self.check_sample_shaping(temperature, top_p)
+        prompt, prompt_dims = self.check_prompt(prompt, prompt_dims, int(num))
         return self._sample_jit(
-            params, rng, cond, num=int(num), method=method, with_log_prob=with_log_prob
+            params,
+            rng,
+            cond,
+            prompt,
+            prompt_dims,
+            num=int(num),
+            method=method,
+            with_log_prob=with_log_prob,
+            with_passes=with_passes,
+            temperature=temperature,
+            top_p=top_p,
         )
+
+    def check_sample_shaping(self, temperature, top_p) -> tuple[float, float]:
+        """Validate ``temperature`` and ``top_p`` for :meth:`sample`; returns them as floats."""
+        t, p = float(temperature), float(top_p)
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(f"{self.name}: expected temperature > 0, got {temperature}")
+        if not (0.0 < p <= 1.0):
+            raise ValueError(f"{self.name}: expected top_p in (0, 1], got {top_p}")
+        if p < 1.0 and not getattr(self.distribution, "supports_top_p", False):
+            raise ValueError(
+                f"{self.name}: top_p (nucleus sampling) needs categorical outputs, but "
+                f"{type(self.distribution).__name__} has none; got top_p={top_p}"
+            )
+        return t, p
+
+    def check_prompt(self, prompt, prompt_dims, num: int):
+        """Validate a prompt for :meth:`sample`: ``(prompt as int32, prompt_dims)``. No prompt
+        is an empty one (zeros, ``prompt_dims`` 0), so both compile to one sampler and draw
+        the same samples."""
+        if prompt is None:
+            if prompt_dims not in (None, 0):
+                raise ValueError(
+                    f"{self.name}: prompt_dims={prompt_dims} needs a prompt, got prompt=None"
+                )
+            return jnp.zeros((num, *self.event_shape), jnp.int32), 0
+        d, g = self.num_dims, self.distribution.dims_per_step
+        if isinstance(prompt_dims, bool) or not isinstance(prompt_dims, int | np.integer):
+            raise ValueError(
+                f"{self.name}: expected prompt_dims, an integer in [0, {d}], with a prompt, "
+                f"got {prompt_dims!r}"
+            )
+        if not 0 <= prompt_dims <= d:
+            raise ValueError(
+                f"{self.name}: expected prompt_dims in [0, {d}] (the flat dimensions kept), "
+                f"got {prompt_dims}"
+            )
+        if prompt_dims % g:
+            raise ValueError(
+                f"{self.name}: expected prompt_dims a multiple of {g} (whole pixels: this model "
+                f"draws the {g} channels of a pixel in one step), got {prompt_dims}"
+            )
+        shape = tuple(getattr(prompt, "shape", ()))
+        want = (num, *self.event_shape)
+        if shape != want:
+            raise ValueError(f"{self.name}: expected a prompt of shape {want}, got shape {shape}")
+        dtype = getattr(prompt, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+            raise ValueError(
+                f"{self.name}: expected an integer prompt with values in [0, {self.num_levels}),"
+                f" got dtype {dtype}"
+            )
+        if _is_concrete(prompt):
+            kept = np.asarray(prompt).reshape(num, -1)[:, :prompt_dims]
+            if kept.size and (kept.min() < 0 or kept.max() >= self.num_levels):
+                raise ValueError(
+                    f"{self.name}: expected prompt values in [0, {self.num_levels}), got values "
+                    f"in [{int(kept.min())}, {int(kept.max())}] in its first {prompt_dims} dims"
+                )
+        return jnp.asarray(prompt, jnp.int32), int(prompt_dims)

@@ -95,10 +95,14 @@ class InverseCdfCategorical(Categorical):
         before = within[:, :, -1] @ jnp.triu(ones, 1)  # totals of the blocks before each
         return (within + before[:, :, None]).reshape(batch, m * m)[:, :n]
 
-    def sample_step(self, key: jax.Array, logits: jnp.ndarray) -> jnp.ndarray:
-        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    def step_noise(self, key: jax.Array, logits: jnp.ndarray) -> jnp.ndarray:
+        """One uniform per example, ``(B, 1)`` float32."""
+        return jax.random.uniform(key, (logits.shape[0], 1), jnp.float32)
+
+    def draw(self, logits, noise, temperature: float = 1.0, top_p: float = 1.0) -> jnp.ndarray:
+        probs = jax.nn.softmax(self.shape_logits(logits, temperature, top_p), axis=-1)
         cdf = self.cdf(probs)
-        u = jax.random.uniform(key, (logits.shape[0], 1), jnp.float32) * cdf[:, -1:]
+        u = noise * cdf[:, -1:]
         values = jnp.sum((cdf <= u).astype(jnp.int32), axis=-1, keepdims=True)
         return jnp.minimum(values, self.num_levels - 1)
 
