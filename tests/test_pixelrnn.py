@@ -346,7 +346,14 @@ def test_bfloat16_compute():
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
     x = jax.random.randint(jax.random.key(2), (2, 3, 3, 3), 0, 4)
     lp = model.log_prob(params, x)
-    assert lp.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(lp)))
+    assert lp.dtype == jnp.float32
+    # The same likelihood as float32 compute, to bfloat16's precision (not merely finite).
+    f32 = tiny("diagonal_bilstm", (3, 3, 3))
+    np.testing.assert_allclose(np.asarray(lp), np.asarray(f32.log_prob(params, x)), atol=0.2)
+    per_dim = np.asarray(model.log_prob(params, x, per_dim=True))
+    per_dim32 = np.asarray(f32.log_prob(params, x, per_dim=True))
+    np.testing.assert_allclose(per_dim, per_dim32, atol=0.03)
+    assert np.ptp(per_dim32) > 0.5  # the conditionals differ: a constant would not pass
 
 
 # ------------------------------------------------------------------------ training
