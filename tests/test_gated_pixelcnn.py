@@ -176,11 +176,19 @@ def test_vector_and_map_change_logits():
 
 def test_bfloat16_compute():
     model, params = make(**dict(RGB, dtype="bfloat16", num_layers=2))
-    x = jnp.ones((2, *model.event_shape), jnp.int32)
+    f32 = jaxar.models.create("gated_pixelcnn", **dict(RGB, num_layers=2))
+    x = jax.random.randint(jax.random.key(3), (4, *model.event_shape), 0, model.num_levels)
     lp = model.log_prob(params, x)
-    assert lp.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(lp)))
-    samples = model.sample(params, jax.random.key(0), 2)  # the cached path, bfloat16 caches
+    # The same likelihood as float32 compute, to bfloat16's precision (not merely finite).
+    lp32 = np.asarray(f32.log_prob(params, x))
+    assert lp.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(lp), lp32, rtol=0.03, atol=0.1)
+    assert np.ptp(lp32) > 1.0  # the examples' likelihoods differ: a constant would not pass
+    # The cached path with bfloat16 caches draws what the model scores.
+    samples, slp = model.sample(params, jax.random.key(0), 4, with_log_prob=True)
     assert int(samples.min()) >= 0 and int(samples.max()) < model.num_levels
+    np.testing.assert_allclose(np.asarray(slp), np.asarray(model.log_prob(params, samples)),
+                               rtol=0.03, atol=0.1)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- cached sampler
