@@ -251,7 +251,9 @@ def test_short_run_on_digits(tmp_path):
     c.eval_every = 4
     c.checkpoint_every = 4
     c.optim.warmup_steps = 1
+    c.optim.learning_rate = 1e-2
     c.num_samples = 2  # the final sample grid, through the cached sampler
     metrics = train.train_and_evaluate(c, str(tmp_path))
     bpd = metrics["test/bits_per_dim"]
-    assert np.isfinite(bpd) and 0.0 < bpd < 2 * math.log2(17), metrics
+    # Better than the uniform model over 17 levels (log2 17 = 4.09 bits/dim): it learned.
+    assert 0.0 < bpd < math.log2(17) - 0.3, metrics
