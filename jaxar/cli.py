@@ -73,18 +73,18 @@ def _check_config_keys(argv: list[str]) -> None:
 
 
 def _train(argv):
-    from jaxar import train
+    from jaxar import runner
 
     if FLAGS.workdir is None:
         raise app.UsageError("--workdir is required")
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    runner.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 def _eval(argv):
-    from jaxar import train, two_stage
+    from jaxar import runner, two_stage
 
-    config, model, state, info, step, test_src = train.restore_run(FLAGS.workdir, FLAGS.checkpoint)
-    metrics = train.evaluate(
+    config, model, state, info, step, test_src = runner.restore_run(FLAGS.workdir, FLAGS.checkpoint)
+    metrics = runner.evaluate(
         model,
         state.eval_params,
         test_src,
@@ -93,15 +93,7 @@ def _eval(argv):
         seed=config.seed,
         model_state=state.model_state,
     )
-    if train.is_autoencoder(model):
-        print(f"{model.name} step {step} on {info.name}: {train.format_metrics(metrics)}")
-        return
-    unit = "bits/sample" if info.kind == "audio" else "bits/dim"  # bits per dimension, either way
-    print(
-        f"{model.name} step {step}: test {unit} {metrics['test/bits_per_dim']:.5f}, "
-        f"{metrics['test/nll_nats']:.3f} nats per example over {len(test_src)} examples "
-        f"of {info.name}"
-    )
+    print(f"{model.name} step {step}{model.objective().report(metrics, info, len(test_src))}")
     vqvae_dir = two_stage.prior_run_dir(config.data.name)
     if vqvae_dir is not None:
         bound = two_stage.image_bound(metrics["test/nll_nats"], two_stage.read_meta(vqvae_dir))
@@ -116,17 +108,17 @@ def _sample(argv):
     import jax
     import numpy as np
 
-    from jaxar import reporting, train, two_stage
+    from jaxar import reporting, runner, two_stage
     from jaxar.data import DataInfo
 
-    config, model, params, info, step, test_src = train.load_run(FLAGS.workdir, FLAGS.checkpoint)
-    if train.is_autoencoder(model):
+    config, model, params, info, step, test_src = runner.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    if not callable(getattr(model, "sample", None)):
         raise ValueError(
             f"{FLAGS.workdir} is a {model.name} run, which has no sampler; encode it with "
             "`jaxar encode` and sample from a prior trained on codes:RUN_DIR"
         )
-    examples = train.conditioning_examples(model, test_src, FLAGS.num)
-    cond = train.sample_cond(model, FLAGS.num, FLAGS["class"].value, examples)
+    examples = model.sampling_examples(test_src, FLAGS.num)
+    cond = model.sample_cond(FLAGS.num, FLAGS["class"].value, examples)
     samples = model.sample(
         params, jax.random.key(FLAGS.seed), FLAGS.num, cond=cond, method=FLAGS.method or None
     )

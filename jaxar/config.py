@@ -15,7 +15,7 @@ import os
 
 import ml_collections
 
-__all__ = ["FASHION_MNIST", "default", "load", "short_cpu_budget"]
+__all__ = ["FASHION_MNIST", "default", "load", "runlocal", "short_cpu_budget"]
 
 FASHION_MNIST = "idx:/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
@@ -24,6 +24,10 @@ def default() -> ml_collections.ConfigDict:
     """Every key the runner reads, with its default."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # Modules imported before anything is built (models or data loaders defined outside the
+    # package register themselves on import); saved in config.json, so eval/sample/encode
+    # import them again. Searched from the current directory first.
+    c.imports = ()
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "digits"  # digits | idx:DIR | tfds:NAME | wav:DIR
@@ -73,11 +77,14 @@ def default() -> ml_collections.ConfigDict:
 
 
 def load(path: str, relative_to: str | None = None) -> ml_collections.ConfigDict:
-    """Load the ``get_config()`` of a config file.
+    """Load the ``get_config()`` of a config file; ``FILE.py:ARG`` calls ``get_config(ARG)``
+    (as ``--config FILE.py:ARG`` does, e.g. ``:runlocal``).
 
     ``relative_to`` (a file path, usually ``__file__``) resolves ``path`` next to it, so a
     variant can start from its base: ``config.load("fashion_mnist.py", __file__)``.
     """
+    path, sep, arg = path.rpartition(".py:") if ".py:" in path else (path, "", "")
+    path += ".py" if sep else ""
     if relative_to is not None and not os.path.isabs(path):
         path = os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)
     if not os.path.exists(path):
@@ -110,7 +117,39 @@ def load(path: str, relative_to: str | None = None) -> ml_collections.ConfigDict
     run(lambda: spec.loader.exec_module(module))
     if not hasattr(module, "get_config"):
         raise ValueError(f"config file {path} defines no get_config()")
-    return run(module.get_config)
+    return run(lambda: module.get_config(arg) if arg else module.get_config())
+
+
+def runlocal(
+    c: ml_collections.ConfigDict,
+    arg: str,
+    *,
+    num_steps: int = 200,
+    batch_size: int = 16,
+    eval_batch_size: int = 100,
+    num_samples: int = 4,
+    data: dict | None = None,
+    **model,
+) -> ml_collections.ConfigDict:
+    """The ``:runlocal`` variant of a config (``--config FILE.py:runlocal``): the same data,
+    model family and optimiser at the small ``model`` widths, with one small budget shared by
+    every config (a few hundred steps, small batches, no EMA, one evaluation at the end) to check
+    the pipeline end to end on a laptop. ``arg`` is the config's ``get_config`` argument: ``""``
+    leaves ``c`` as it is; anything but ``"runlocal"`` is an error.
+    """
+    if not arg:
+        return c
+    if arg != "runlocal":
+        raise ValueError(f"unknown config argument {arg!r}; expected 'runlocal' or none")
+    c.batch_size, c.eval_batch_size, c.num_steps = batch_size, eval_batch_size, num_steps
+    c.optim.warmup_steps = max(1, num_steps // 10)
+    c.ema_decay = 0.0
+    c.log_every = max(1, num_steps // 10)
+    c.eval_every = c.checkpoint_every = num_steps
+    c.num_samples = num_samples
+    c.data.update(data or {})
+    c.model.update(model)
+    return c
 
 
 def short_cpu_budget(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-__all__ = ["image_grid", "save_curves", "save_samples", "write_wav"]
+__all__ = ["image_grid", "save_curves", "save_pairs", "save_samples", "write_wav"]
 
 
 def image_grid(images: np.ndarray, num_levels: int, pad: int = 1, scale: int = 0) -> np.ndarray:
@@ -63,6 +63,19 @@ def save_samples(samples: np.ndarray, info, stem: str) -> list[str]:
         paths.append(stem + ".png")
         Image.fromarray(image_grid(samples, info.num_levels)).save(paths[-1])
     return paths
+
+
+def save_pairs(left: np.ndarray, right: np.ndarray, num_levels: int, stem: str) -> list[str]:
+    """Two sets of integer images side by side (e.g. inputs and their reconstructions):
+    ``STEM.png`` (two grids with a white gap) and ``STEM.npy`` ``(2, N, H, W, C)``."""
+    from PIL import Image
+
+    a, b = image_grid(left, num_levels), image_grid(right, num_levels)
+    gap = np.full((a.shape[0], 8, *a.shape[2:]), 255, np.uint8)
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    np.save(stem + ".npy", np.stack([left, right]))
+    Image.fromarray(np.concatenate([a, gap, b], axis=1)).save(stem + ".png")
+    return [stem + ".npy", stem + ".png"]
 
 
 def save_curves(records: list[dict], path: str, keys=("train/bits_per_dim", "test/bits_per_dim")):

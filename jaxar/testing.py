@@ -5,6 +5,8 @@ Each check uses only the model contract, so it applies to every registered model
 * :func:`assert_causal`: the conditional of dimension ``i`` (raster order, R < G < B inside a
   pixel) does not change when any later dimension changes, and is a normalised distribution
   over the values of ``x_i`` whatever ``x_i`` is (a model that peeks at ``x_i`` itself fails);
+  first, :func:`assert_batch_independent`: no example's conditionals depend on the other
+  examples of its batch (a batch-wide statistic would hide a leak from the batched check);
 * :func:`assert_normalized`: the probabilities of every possible event sum to 1 (tiny events);
 * :func:`assert_cached_matches_naive`: cached and naive sampling draw the same samples from the
   same key, and the samples' likelihood equals the sum of the log-probabilities drawn with;
@@ -21,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "assert_batch_independent",
     "assert_cached_matches_naive",
     "assert_causal",
     "assert_normalized",
@@ -44,7 +47,40 @@ def _batched(fn, xs, chunk: int):
     return np.concatenate([np.asarray(fn(xs[i : i + chunk])) for i in range(0, len(xs), chunk)])
 
 
-def assert_causal(model, params, x, cond=None, *, atol: float = 1e-5, chunk: int = 512):
+def _repeat_cond(cond, n):
+    return None if cond is None else jax.tree.map(lambda c: jnp.repeat(c, n, axis=0), cond)
+
+
+def assert_batch_independent(model, params, x, cond=None, *, atol: float = 1e-5, seed: int = 0):
+    """Assert that the conditionals of the single event ``x`` are the same scored alone and in a
+    batch with other (random) events, whichever those are: nothing flows between the examples
+    of a batch (batch statistics, a mean over the batch, ...).
+
+    ``cond`` is the conditioning of one example (batch of 1), or None.
+    """
+    flat = np.asarray(x).reshape(1, -1)
+    gen = np.random.default_rng(seed)
+
+    def per_dim(xs):
+        xs = jnp.asarray(xs.reshape((len(xs), *model.event_shape)), jnp.int32)
+        lp = model.log_prob(params, xs, _repeat_cond(cond, len(xs)), per_dim=True)
+        return np.asarray(lp).reshape(len(xs), -1)
+
+    alone = per_dim(flat)[0]
+    for trial in range(2):
+        others = gen.integers(0, model.num_levels, (3, flat.shape[1]), dtype=np.int64)
+        batched = per_dim(np.concatenate([flat, others]))
+        err = np.abs(batched[0] - alone).max()
+        if err > atol:
+            raise AssertionError(
+                f"the conditionals of an example change by {err:.2e} with the other examples of "
+                f"its batch (trial {trial}): the model leaks across the batch"
+            )
+
+
+def assert_causal(
+    model, params, x, cond=None, *, atol: float = 1e-5, chunk: int = 512, batch_check=True
+):
     """Assert that ``model`` is causal at every dimension of the single event ``x``.
 
     1. For every dimension ``j`` and a changed value of ``x_j``, the conditionals
@@ -52,17 +88,19 @@ def assert_causal(model, params, x, cond=None, *, atol: float = 1e-5, chunk: int
     2. For every dimension ``j``, ``sum_v p(x_j = v | x_<j)``, each term computed with ``x_j = v``
        in the input, is 1: the conditional of ``x_j`` does not read ``x_j``.
 
-    ``cond`` is the conditioning of one example (batch of 1), or None.
+    Both checks score many variants of ``x`` in one batch, which is only sound if examples do
+    not interact, so :func:`assert_batch_independent` runs first (``batch_check=False`` skips
+    it). ``cond`` is the conditioning of one example (batch of 1), or None.
     """
+    if batch_check:
+        assert_batch_independent(model, params, x, cond, atol=atol)
     flat = np.asarray(x).reshape(-1)
     d, levels = flat.size, model.num_levels
-    cond_of = lambda n: (
-        None if cond is None else jax.tree.map(lambda c: jnp.repeat(c, n, axis=0), cond)
-    )
 
     def per_dim(xs):
         xs = jnp.asarray(xs.reshape((len(xs), *model.event_shape)), jnp.int32)
-        return model.log_prob(params, xs, cond_of(len(xs)), per_dim=True).reshape(len(xs), d)
+        lp = model.log_prob(params, xs, _repeat_cond(cond, len(xs)), per_dim=True)
+        return lp.reshape(len(xs), d)
 
     # Every (dimension, value) variant of x: variants[j * L + v] has x_j = v.
     variants = np.repeat(flat[None], d * levels, axis=0)
@@ -92,13 +130,10 @@ def assert_normalized(model, params, cond=None, *, rtol: float = 1e-5, chunk: in
     if levels**d > 1 << 16:
         raise ValueError(f"{levels}**{d} events are too many to enumerate")
     events = np.array(list(itertools.product(range(levels), repeat=d)), np.int32)
-    cond_of = lambda n: (
-        None if cond is None else jax.tree.map(lambda c: jnp.repeat(c, n, axis=0), cond)
-    )
 
     def lp(xs):
         xs = jnp.asarray(xs.reshape((len(xs), *model.event_shape)))
-        return model.log_prob(params, xs, cond_of(len(xs)))
+        return model.log_prob(params, xs, _repeat_cond(cond, len(xs)))
 
     total = np.exp(_batched(lp, events, chunk).astype(np.float64)).sum()
     np.testing.assert_allclose(total, 1.0, rtol=rtol, err_msg="probabilities do not sum to 1")

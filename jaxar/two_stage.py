@@ -26,9 +26,10 @@ import os
 
 import numpy as np
 
-from jaxar import reporting
 from jaxar.data.codes import read_meta
 from jaxar.data.pipeline import eval_batches
+from jaxar.models.autoencoder import Autoencoder
+from jaxar.runner import load_data, restore_run
 
 __all__ = [
     "decode_codes",
@@ -37,21 +38,18 @@ __all__ = [
     "load_decoder",
     "prior_run_dir",
     "read_meta",
-    "save_reconstructions",
 ]
 
 CODES_PREFIX = "codes:"
 
 
-def _load_vqvae(workdir: str, checkpoint="best"):
-    from jaxar import train
-    from jaxar.models.vqvae import VQVAE
-
-    config, model, state, info, step, _ = train.restore_run(workdir, checkpoint)
-    if not isinstance(model, VQVAE):
-        raise ValueError(f"{workdir} is a run of {model.name!r}; expected a vqvae run")
-    variables = {"params": state.eval_params, "vq": state.model_state}
-    return config, model, variables, info, step
+def _load_autoencoder(workdir: str, checkpoint="best"):
+    config, model, state, info, step, _ = restore_run(workdir, checkpoint)
+    if not isinstance(model, Autoencoder):
+        raise ValueError(
+            f"{workdir} is a run of {model.name!r}; expected a run of an autoencoder (vqvae)"
+        )
+    return config, model, model.variables(state.eval_params, state.model_state), info, step
 
 
 def _encode_split(model, variables, source, batch_size: int, binarize: str, seed: int, nll: bool):
@@ -78,10 +76,8 @@ def encode_run(workdir: str, checkpoint: str = "best", batch_size: int = 500) ->
     size, code and image shapes, the checkpoint step, and the test split's mean
     ``-log p(x | z)`` in nats (``test_recon_nll_nats``), its bits/dim and mean squared error.
     """
-    from jaxar import train
-
-    config, model, variables, info, step = _load_vqvae(workdir, checkpoint)
-    train_src, test_src, _ = train._load_data(config)
+    config, model, variables, info, step = _load_autoencoder(workdir, checkpoint)
+    train_src, test_src, _ = load_data(config)
     out = os.path.join(workdir, "codes")
     os.makedirs(out, exist_ok=True)
     meta = {
@@ -122,7 +118,7 @@ def load_decoder(vqvae_dir: str):
     Restores the checkpoint the codes were made with; a ValueError if it has changed since.
     """
     meta = read_meta(vqvae_dir)
-    _, model, variables, _, step = _load_vqvae(vqvae_dir, meta["checkpoint"])
+    _, model, variables, _, step = _load_autoencoder(vqvae_dir, meta["checkpoint"])
     if step != meta["step"]:
         raise ValueError(
             f"{vqvae_dir}: the codes were encoded at step {meta['step']} but its "
@@ -157,20 +153,3 @@ def image_bound(prior_nll_nats: float, meta: dict) -> dict:
         "test/image_bound_nats": nats,
         "test/recon_nll_nats": float(meta["test_recon_nll_nats"]),
     }
-
-
-def save_reconstructions(model, variables, source, num: int, stem: str) -> list[str]:
-    """The first ``num`` images of ``source`` (left) beside their reconstructions (right):
-    ``STEM.png``, and both as ``STEM.npy`` ``(2, num, H, W, C)``."""
-    from PIL import Image
-
-    num = min(int(num), len(source))
-    x = np.stack([source[i]["x"] for i in range(num)]).astype(np.int32)
-    recon = decode_codes(model, variables, np.asarray(model.encode(variables, x)))
-    left = reporting.image_grid(x, model.num_levels)
-    right = reporting.image_grid(recon, model.num_levels)
-    gap = np.full((left.shape[0], 8, *left.shape[2:]), 255, np.uint8)
-    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    np.save(stem + ".npy", np.stack([x, recon]))
-    Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(stem + ".png")
-    return [stem + ".npy", stem + ".png"]

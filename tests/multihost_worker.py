@@ -15,18 +15,19 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 from test_train import tiny_config  # noqa: E402
 
 from jaxar import train  # noqa: E402
+from jaxar.runner import loop  # noqa: E402
 
 
 def main(workdir, out):
     fed = []
-    real = train.train_batches
+    real = loop.train_batches
 
     def recording(*args, **kwargs):
         for batch in real(*args, **kwargs):
             fed.append(batch["x"].copy())
             yield batch
 
-    train.train_batches = recording
+    loop.train_batches = recording
     config = tiny_config(num_steps=25, batch_size=60, eval_every=25, checkpoint_every=25)
     metrics = train.train_and_evaluate(config, workdir)
     params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), train.load_run(workdir)[2])

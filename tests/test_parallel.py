@@ -51,7 +51,7 @@ def test_bfloat16_compute_trains_like_float32(tmp_path):
         params, _ = _params(str(tmp_path / dtype))
         assert {v.dtype for v in jax.tree.leaves(params)} == {np.dtype("float32")}
     c = tiny_config()
-    _, test_src, info = train._load_data(c)
+    _, test_src, info = train.load_data(c)
     model = train.build_model(c, info)
     init = train.evaluate(model, model.init(jax.random.key(c.seed)), test_src, batch_size=100)
     assert result["bfloat16"] < init["test/bits_per_dim"] - 0.2

@@ -374,7 +374,7 @@ def test_training_on_digits_lowers_test_bits_per_dim(kind, tmp_path):
     c.optim.learning_rate = 1e-2
     c.optim.warmup_steps = 2
     c.num_samples = 0
-    _, test, info = train._load_data(c)
+    _, test, info = train.load_data(c)
     model = train.build_model(c, info)
     before = train.evaluate(model, model.init(jax.random.key(c.seed)), test, batch_size=100)
     after = train.train_and_evaluate(c, str(tmp_path))

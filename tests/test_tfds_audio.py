@@ -146,7 +146,7 @@ def test_log_mel_features_and_the_runner_fill_speaker_conditioning(tmp_path):
         dict(residual_channels=8, gate_channels=8, skip_channels=8, num_cycles=1,
              layers_per_cycle=2)
     )  # fmt: skip
-    model = train.build_model(c, train._load_data(c)[2])
+    model = train.build_model(c, train.load_data(c)[2])
     assert model.num_classes == 3 and model.local_features == 16
 
 

@@ -12,6 +12,7 @@ import pytest
 from jaxar import config as jaxar_config
 from jaxar import train
 from jaxar.checkpointing import Checkpointer
+from jaxar.runner import loop
 
 
 def tiny_config(**overrides):
@@ -47,10 +48,10 @@ def _params(workdir, checkpoint="latest"):
 def test_training_lowers_test_bits_per_dim(tmp_path):
     c = tiny_config(num_steps=60, eval_every=60, checkpoint_every=60)
     c.optim.learning_rate = 3e-3
-    info = train._load_data(c)[2]
+    info = train.load_data(c)[2]
     model = train.build_model(c, info)
     before = train.evaluate(
-        model, model.init(jax.random.key(c.seed)), train._load_data(c)[1], batch_size=100
+        model, model.init(jax.random.key(c.seed)), train.load_data(c)[1], batch_size=100
     )
     after = train.train_and_evaluate(c, str(tmp_path))
     assert after["test/bits_per_dim"] < before["test/bits_per_dim"] - 0.3
@@ -66,7 +67,7 @@ def test_resume_gives_the_same_params_as_not_stopping(tmp_path, monkeypatch):
     train.train_and_evaluate(c, str(straight))
 
     # Kill a second run after 8 steps (its last checkpoint is at step 6), then resume it.
-    real = train.train_batches
+    real = loop.train_batches
 
     def dying(*args, **kwargs):
         it = real(*args, **kwargs)
@@ -75,7 +76,7 @@ def test_resume_gives_the_same_params_as_not_stopping(tmp_path, monkeypatch):
                 raise KeyboardInterrupt("killed")
             yield batch
 
-    monkeypatch.setattr(train, "train_batches", dying)
+    monkeypatch.setattr(loop, "train_batches", dying)
     resumed = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(c, str(resumed))

@@ -18,6 +18,7 @@ from jaxar import models, train, two_stage
 from jaxar.checkpointing import Checkpointer
 from jaxar.data import ArraySource, DataInfo, load
 from jaxar.nn.quantize import VectorQuantizer, perplexity
+from jaxar.runner import loop
 
 K, D = 8, 3
 
@@ -140,7 +141,7 @@ def two_stage_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("two_stage")
     vq_dir, prior_dir = str(root / "vqvae"), str(root / "prior")
     c = vqvae_config(num_steps=60, eval_every=60, checkpoint_every=60)
-    _, test_src, info = train._load_data(c)
+    _, test_src, info = train.load_data(c)
     model = train.build_model(c, info)
     rng = jax.random.key(c.seed)
     before = train.evaluate(
@@ -239,7 +240,7 @@ def test_resume_of_a_vqvae_run_is_exact(tmp_path, monkeypatch):
     c.model.ema_decay, c.model.restart_threshold, c.model.usage_decay = 0.9, 0.5, 0.5
     straight = tmp_path / "straight"
     train.train_and_evaluate(c, str(straight))
-    real = train.train_batches
+    real = loop.train_batches
 
     def dying(*args, **kwargs):
         for k, batch in enumerate(real(*args, **kwargs)):
@@ -247,7 +248,7 @@ def test_resume_of_a_vqvae_run_is_exact(tmp_path, monkeypatch):
                 raise KeyboardInterrupt("killed")
             yield batch
 
-    monkeypatch.setattr(train, "train_batches", dying)
+    monkeypatch.setattr(loop, "train_batches", dying)
     resumed = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(c, str(resumed))
@@ -257,7 +258,7 @@ def test_resume_of_a_vqvae_run_is_exact(tmp_path, monkeypatch):
     assert int(a.step) == int(b.step) == 12
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), a, b)
     # The EMA codebook statistics moved, and are part of what resumed exactly.
-    init = train.build_model(c, train._load_data(c)[2]).init_state(jax.random.key(c.seed))
+    init = train.build_model(c, train.load_data(c)[2]).init_state(jax.random.key(c.seed))
     assert not np.allclose(
         a.model_state["quantizer"]["cluster_size"], init["quantizer"]["cluster_size"]
     )

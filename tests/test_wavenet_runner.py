@@ -54,7 +54,7 @@ VOCODER = dict(features="log_mel", feature_hop=40, num_mels=8, fft_size=128)
 
 def test_vocoder_run_fills_the_model_and_writes_samples_with_references(speech_dir, tmp_path):
     c = _config(speech_dir, **VOCODER)
-    model = train.build_model(c, train._load_data(c)[2])
+    model = train.build_model(c, train.load_data(c)[2])
     assert model.local_features == 8 and model.net.local_hop == 40 and model.num_frames == 10
     workdir = tmp_path / "run"
     metrics = train.train_and_evaluate(c, str(workdir))
@@ -65,7 +65,7 @@ def test_vocoder_run_fills_the_model_and_writes_samples_with_references(speech_d
             audio, rate = soundfile.read(workdir / f"{stem}_{k}.wav")
             assert rate == 8000 and audio.shape == (400,)
     # The references are the first test windows, whose features the samples were given.
-    _, test_src, _ = train._load_data(c)
+    _, test_src, _ = train.load_data(c)
     np.testing.assert_array_equal(np.load(workdir / "reference.npy")[1], test_src[1]["x"])
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,13 +89,13 @@ def test_features_and_model_must_match(speech_dir):
     c = _config(speech_dir)
     c.model.local_features = 8
     with pytest.raises(ValueError, match="set config.data.features"):
-        train.build_model(c, train._load_data(c)[2])
+        train.build_model(c, train.load_data(c)[2])
     c = _config(speech_dir, **VOCODER)
     c.model.local_features = 16  # the data has 8 mels
     with pytest.raises(ValueError, match="local_features=16.*8 features per frame"):
-        train.build_model(c, train._load_data(c)[2])
+        train.build_model(c, train.load_data(c)[2])
     c = _config(speech_dir, **VOCODER)
     c.model_name = "transformer"
     c.model = ml_collections.ConfigDict()
     with pytest.raises(ValueError, match="takes none; unset config.data.features"):
-        train.build_model(c, train._load_data(c)[2])
+        train.build_model(c, train.load_data(c)[2])

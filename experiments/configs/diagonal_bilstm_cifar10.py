@@ -29,7 +29,13 @@ lower 10.7 s, XLA compile 42.3 s. Command (from the repository root)::
     print(f"{sys.argv[1]}: trace+lower {t1 - t0:.1f} s, XLA compile {t2 - t1:.1f} s")
     EOF
 
-Result: not yet measured.
+Result: not yet measured. What is needed: CIFAR-10 prepared as array_record (``tfds build
+cifar10 --file_format=array_record`` needs internet and TensorFlow, neither on the development
+machine) and an accelerator for the full budget.
+
+Small CPU variant (same data, 2 layers of 12 hidden units, the budget of ``jaxar.config.runlocal``), for checking
+the pipeline on a laptop; needs the same prepared data:
+    jaxar train --config experiments/configs/diagonal_bilstm_cifar10.py:runlocal --workdir runs/diagonal_bilstm_cifar10_runlocal
 """
 
 import ml_collections
@@ -37,10 +43,10 @@ import ml_collections
 from jaxar import config as jaxar_config
 
 
-def get_config():
+def get_config(arg: str = ""):
     c = jaxar_config.load("row_lstm_cifar10.py", __file__)
     c.model_name = "diagonal_bilstm"
     c.model = ml_collections.ConfigDict(
         dict(hidden=126, num_layers=12, output_features=1023, first_kernel=7)
     )
-    return c
+    return jaxar_config.runlocal(c, arg, hidden=12, num_layers=2, output_features=48)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxar import sampling
+from jaxar import objectives, sampling
 
 __all__ = ["AutoregressiveModel"]
 
@@ -100,6 +100,8 @@ class AutoregressiveModel:
                 f"{self.name}: expected x of shape (batch, {', '.join(map(str, self.event_shape))})"
                 f", got shape {shape}"
             )
+        if shape[0] == 0:
+            raise ValueError(f"{self.name}: expected a batch of at least 1 example, got 0")
         dtype = getattr(x, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
             raise ValueError(
@@ -143,9 +145,54 @@ class AutoregressiveModel:
                     f"got values in [{lo}, {hi}]"
                 )
 
+    def check_params(self, params) -> None:
+        """Raise ValueError if any parameter is NaN or infinite, naming the first such one."""
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+            if _is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+                raise ValueError(
+                    f"{self.name}: parameter {jax.tree_util.keystr(path)} holds NaN or inf; "
+                    "expected finite parameters (a diverged run? evaluate an earlier checkpoint)"
+                )
+
     def cond_from_batch(self, batch: dict):
         """The conditioning for a data batch (``{"x", "label", ...}``): labels if conditional."""
         return batch["label"] if self.num_classes else None
+
+    # ----------------------------------------------------------------- runner hooks
+    def objective(self) -> objectives.Objective:
+        """How the runner trains and evaluates this model: by its exact likelihood."""
+        return objectives.Likelihood(self)
+
+    #: Whether :meth:`init_from_data` reads its batch (data-dependent initialisation); the
+    #: runner then hands it the first training batch.
+    init_needs_data = False
+
+    def init_from_data(self, rng: jax.Array, x, cond=None) -> Params:
+        """The parameters, given a batch ``x`` (and its ``cond``); only models with
+        :attr:`init_needs_data` read it, the rest are :meth:`init` ``(rng)``."""
+        return self.init(rng)
+
+    def sampling_examples(self, source, num: int) -> dict | None:
+        """Data examples the samples are conditioned on (a vocoder resynthesises the first
+        ``num`` examples of ``source`` from their local features), as one batch; None for a
+        model whose samples need no data."""
+        return None
+
+    def sample_cond(self, num: int, class_label: int | None = None, examples=None):
+        """Conditioning for ``num`` samples: the given class, else classes 0, 1, ... in turn
+        (None for an unconditional model). ``examples`` (see :meth:`sampling_examples`) is
+        for models that condition on data."""
+        if class_label is not None:
+            if not self.num_classes:
+                raise ValueError(f"{self.name} is unconditional; --class needs a conditional model")
+            if not 0 <= class_label < self.num_classes:
+                raise ValueError(
+                    f"class must be in [0, {self.num_classes}) for {self.name}, got {class_label}"
+                )
+            return jnp.full((num,), class_label, jnp.int32)
+        if self.num_classes:
+            return jnp.arange(num, dtype=jnp.int32) % self.num_classes
+        return None
 
     # ----------------------------------------------------------------- network
     def dummy_cond(self, batch: int):
@@ -187,7 +234,10 @@ class AutoregressiveModel:
         self.check_input(x, cond)
         if not _is_concrete(x) or train:
             return self._log_prob(params, x, cond, per_dim=per_dim, train=train, rng=rng)
-        return self._log_prob_jit(params, jnp.asarray(x), cond, per_dim=per_dim)
+        lp = self._log_prob_jit(params, jnp.asarray(x), cond, per_dim=per_dim)
+        if not bool(jnp.all(jnp.isfinite(lp))):
+            self.check_params(params)
+        return lp
 
     def bits_per_dim(self, params: Params, x, cond=None) -> jnp.ndarray:
         """``-log2 p(x) / D`` for every example, shape ``(B,)``."""

@@ -47,7 +47,7 @@ from jax import lax
 from jaxar.distributions import Categorical
 from jaxar.models.base import AutoregressiveModel, _is_concrete
 from jaxar.models.registry import register
-from jaxar.nn import MaskedConv2D, centered
+from jaxar.nn import MaskedConv2D, centered, group_width
 from jaxar.nn.gated import GatedBlock
 
 __all__ = ["GatedPixelCNN", "GatedPixelCNNNet"]
@@ -304,17 +304,18 @@ def gated_pixelcnn(
     num_classes: int = 0,
     cond_dim: int = 0,
     cond_map_channels: int = 0,
-    features: int = 64,
+    features: int | None = None,
     num_layers: int = 8,
     first_kernel: int = 7,
     kernel: int = 3,
-    output_features: int = 256,
+    output_features: int | None = None,
     input_embedding: int = 0,
     dtype: str = "float32",
 ) -> GatedPixelCNN:
     """A Gated PixelCNN over images of ``image_shape = (H, W, C)`` with ``num_levels`` levels.
 
-    ``features`` and ``output_features`` must be divisible by ``C`` (colour groups);
+    ``features`` and ``output_features`` must be divisible by ``C`` (colour groups); left unset
+    they are 64 and 256 for grey images, rounded up to multiples of ``C`` otherwise (66, 258);
     ``first_kernel`` is odd and >= 3, ``kernel`` odd; ``dtype`` is the compute dtype
     ("float32" or "bfloat16"); parameters stay float32. See the module docstring for the
     conditioning hyperparameters. ``input_embedding > 0`` feeds the first layer a learned
@@ -325,6 +326,8 @@ def gated_pixelcnn(
     if len(image_shape) != 3 or min(image_shape) < 1:
         raise ValueError(f"image_shape must be (H, W, C) of positive sizes, got {image_shape}")
     c = image_shape[-1]
+    features = group_width(features, 64, c)
+    output_features = group_width(output_features, 256, c)
     if features < 1 or output_features < 1 or features % c or output_features % c:
         raise ValueError(
             f"features ({features}) and output_features ({output_features}) must be positive "
@@ -366,4 +369,5 @@ def gated_pixelcnn(
         event_shape=image_shape,
         num_levels=num_levels,
         num_classes=num_classes,
+        hparams=dict(features=features, output_features=output_features),
     )

@@ -23,7 +23,7 @@ from jax import lax
 from jaxar.distributions import Categorical
 from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
-from jaxar.nn import MaskedConv2D, centered
+from jaxar.nn import MaskedConv2D, centered, group_width
 
 __all__ = ["PixelCNN", "PixelCNNNet"]
 
@@ -118,9 +118,9 @@ class PixelCNN(AutoregressiveModel):
 def pixelcnn(
     image_shape=(28, 28, 1),
     num_levels: int = 256,
-    features: int = 64,
+    features: int | None = None,
     num_blocks: int = 7,
-    output_features: int = 256,
+    output_features: int | None = None,
     first_kernel: int = 7,
     kernel: int = 3,
     num_classes: int = 0,
@@ -128,13 +128,16 @@ def pixelcnn(
 ) -> PixelCNN:
     """A PixelCNN over images of ``image_shape = (H, W, C)`` with ``num_levels`` levels.
 
-    ``features`` and ``output_features`` must be divisible by ``2 * C`` and ``C``;
-    ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters stay float32.
+    ``features`` and ``output_features`` must be divisible by ``2 * C`` and ``C``; left unset
+    they are 64 and 256 for grey images, rounded up to such multiples otherwise (66 and 258
+    for RGB). ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters stay float32.
     """
     image_shape = tuple(int(d) for d in image_shape)
     if len(image_shape) != 3:
         raise ValueError(f"image_shape must be (H, W, C), got {image_shape}")
     c = image_shape[-1]
+    features = group_width(features, 64, 2 * c)
+    output_features = group_width(output_features, 256, c)
     if features % (2 * c) or output_features % c:
         raise ValueError(
             f"features ({features}) must be divisible by 2*C={2 * c} and output_features "
@@ -158,4 +161,5 @@ def pixelcnn(
         event_shape=image_shape,
         num_levels=num_levels,
         num_classes=num_classes,
+        hparams=dict(features=features, output_features=output_features),
     )

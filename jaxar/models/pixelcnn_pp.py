@@ -167,6 +167,14 @@ class PixelCNNPP(AutoregressiveModel):
     def cached_step(self, params, cache, x_flat, step, cond=None):
         return self.decoder.step(params, cache, x_flat, step, cond)
 
+    @property
+    def init_needs_data(self) -> bool:
+        """Data-dependent initialisation (``data_init``) reads a batch."""
+        return bool(self.net.data_init)
+
+    def init_from_data(self, rng: jax.Array, x, cond=None):
+        return self.init(rng, x, cond) if self.net.data_init else self.init(rng)
+
     def init(self, rng: jax.Array, x=None, cond=None):
         """Initialise the parameters from a PRNG key (one jitted computation).
 

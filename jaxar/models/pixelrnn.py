@@ -31,7 +31,7 @@ from jax import lax
 from jaxar.distributions import Categorical
 from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
-from jaxar.nn import MaskedConv2D, centered
+from jaxar.nn import MaskedConv2D, centered, group_width
 from jaxar.nn.recurrent import DiagonalBiLSTM, RowLSTM
 
 __all__ = ["PixelRNN", "PixelRNNNet"]
@@ -147,6 +147,8 @@ def _build(
     if len(image_shape) != 3:
         raise ValueError(f"image_shape must be (H, W, C), got {image_shape}")
     c = image_shape[-1]
+    # Unset widths: 16 and 32 for grey images, rounded up to multiples of C otherwise.
+    hidden, output_features = group_width(hidden, 16, c), group_width(output_features, 32, c)
     if hidden < 1 or hidden % c or output_features % c:
         raise ValueError(
             f"hidden ({hidden}) and output_features ({output_features}) must be positive "
@@ -191,9 +193,9 @@ _TINY = lambda c: dict(hidden=2 * c, num_layers=2, output_features=2 * c)
 def row_lstm(
     image_shape=(28, 28, 1),
     num_levels: int = 256,
-    hidden: int = 16,
+    hidden: int | None = None,
     num_layers: int = 7,
-    output_features: int = 32,
+    output_features: int | None = None,
     first_kernel: int = 7,
     kernel: int = 3,
     num_classes: int = 0,
@@ -204,8 +206,9 @@ def row_lstm(
     ``hidden``: LSTM units per layer (the residual stream has ``2 * hidden`` features);
     ``kernel``: width of the input-to-state and state-to-state 1-D convolutions;
     ``output_features``: features of the hidden output layer. ``hidden`` and
-    ``output_features`` must be multiples of ``C``. ``dtype`` is the compute dtype
-    ("float32" or "bfloat16"); parameters and LSTM cell states stay float32.
+    ``output_features`` must be multiples of ``C`` (unset: 16 and 32, rounded up to them).
+    ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters and LSTM cell states
+    stay float32.
     """
     return _build(
         "row_lstm", image_shape, num_levels, hidden, num_layers, output_features, first_kernel,
@@ -217,9 +220,9 @@ def row_lstm(
 def diagonal_bilstm(
     image_shape=(28, 28, 1),
     num_levels: int = 256,
-    hidden: int = 16,
+    hidden: int | None = None,
     num_layers: int = 7,
-    output_features: int = 32,
+    output_features: int | None = None,
     first_kernel: int = 7,
     num_classes: int = 0,
     dtype: str = "float32",
@@ -228,8 +231,9 @@ def diagonal_bilstm(
 
     ``hidden``: LSTM units of each direction per layer (the residual stream has
     ``2 * hidden`` features); ``output_features``: features of the hidden output layer.
-    ``hidden`` and ``output_features`` must be multiples of ``C``. ``dtype`` is the compute
-    dtype ("float32" or "bfloat16"); parameters and LSTM cell states stay float32.
+    ``hidden`` and ``output_features`` must be multiples of ``C`` (unset: 16 and 32, rounded
+    up to them). ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters and LSTM
+    cell states stay float32.
     """
     return _build(
         "diagonal_bilstm", image_shape, num_levels, hidden, num_layers, output_features,

@@ -185,6 +185,9 @@ class VQVAE(Autoencoder):
     def init_state(self, rng):
         return self._variables(rng)["vq"]
 
+    def variables(self, params, state):
+        return {"params": params, "vq": state}
+
     def _recon_log_prob(self, logits, x):
         """``log p(x | z)`` per example ``(B,)``, in nats."""
         lp = self.distribution.log_prob(logits, x)

@@ -374,6 +374,37 @@ class WaveNet(AutoregressiveModel):
             cond["features"] = batch["features"]
         return cond
 
+    # ----------------------------------------------------------------- sampling conditioning
+    def sampling_examples(self, source, num: int) -> dict | None:
+        """A vocoder (``local_features``) resynthesises the first ``num`` examples of
+        ``source`` from their features: those examples as one batch; None otherwise."""
+        if not self.local_features:
+            return None
+        if len(source) < num:
+            raise ValueError(
+                f"{num} samples need the local features of {num} examples, but "
+                f"{source.info.name} has {len(source)}"
+            )
+        elements = [source[i] for i in range(num)]
+        return {k: np.stack([e[k] for e in elements]) for k in elements[0]}
+
+    def sample_cond(self, num: int, class_label: int | None = None, examples=None):
+        """Labels as for any model (for a vocoder without ``class_label``: the examples'
+        labels), plus the examples' local features for a vocoder."""
+        if not self.local_features:
+            return super().sample_cond(num, class_label)
+        if examples is None:
+            raise ValueError(f"{self.name} is conditioned on local features: pass examples")
+        labels = None
+        if class_label is not None or not self.num_classes:
+            labels = super().sample_cond(num, class_label)
+        else:
+            labels = jnp.asarray(examples["label"], jnp.int32)
+        cond = {"features": jnp.asarray(examples["features"], jnp.float32)}
+        if labels is not None:
+            cond["label"] = labels
+        return cond
+
     # ----------------------------------------------------------------- fast generation
     def init_cache(self, params, batch, cond=None):
         prev = jnp.zeros((batch,), jnp.int32)

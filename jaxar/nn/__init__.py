@@ -2,6 +2,6 @@
 
 from jaxar.nn.conv import MaskedConv2D
 from jaxar.nn.inputs import centered
-from jaxar.nn.masks import channel_groups, channel_mask, conv_mask
+from jaxar.nn.masks import channel_groups, channel_mask, conv_mask, group_width
 
-__all__ = ["MaskedConv2D", "centered", "channel_groups", "channel_mask", "conv_mask"]
+__all__ = ["MaskedConv2D", "centered", "channel_groups", "channel_mask", "conv_mask", "group_width"]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["channel_groups", "channel_mask", "conv_mask"]
+__all__ = ["channel_groups", "channel_mask", "conv_mask", "group_width"]
 
 
 def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, int]:
@@ -29,6 +29,15 @@ def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, int]:
     if kh < 1 or kw < 1 or kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"kernel_size must be odd and positive in both axes, got {(kh, kw)}")
     return kh, kw
+
+
+def group_width(width: int | None, default: int, multiple: int) -> int:
+    """``width`` if given, else the least multiple of ``multiple`` (the colour groups a layer
+    splits into) that is at least ``default``: grey images get ``default`` itself, RGB ones
+    the nearest width that splits into three groups."""
+    if width is not None:
+        return int(width)
+    return -(-int(default) // multiple) * multiple
 
 
 def channel_groups(num_features: int, color_channels: int) -> np.ndarray:

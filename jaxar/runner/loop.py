@@ -1,0 +1,199 @@
+"""The training loop: ``train_and_evaluate(config, workdir)`` is the whole runner.
+
+It builds the data and the model from the config (the model only through
+``jaxar.models.create``), resumes from the workdir's latest checkpoint if there is one, trains
+with one jitted data-parallel step, logs training figures and exact test figures, keeps
+checkpoints (latest N and the best), and ends with the objective's artefacts (samples, or
+reconstructions) and a learning curve. Everything that differs between kinds of model comes
+from ``model.objective()`` (:mod:`jaxar.objectives`); the loop names none of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxar import parallel, reporting
+from jaxar.data.pipeline import train_batches
+from jaxar.metrics import MetricWriter, read_jsonl
+from jaxar.runner.build import build_model, load_data
+from jaxar.runner.optim import make_optimizer
+from jaxar.runner.restore import checkpointer, restore
+from jaxar.runner.state import create_train_state
+from jaxar.runner.steps import evaluate, make_eval_step, make_train_step
+
+__all__ = ["train_and_evaluate"]
+
+log = logging.getLogger("jaxar")
+
+
+def _save_config(config, workdir: str) -> None:
+    path = os.path.join(workdir, "config.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _init_batch(config, model, train_src) -> dict | None:
+    """The batch a data-dependent initialisation reads: the first training batch, the same on
+    every process (so every host computes the same parameters); None for other models."""
+    if not model.init_needs_data:
+        return None
+    batches = train_batches(
+        train_src, batch_size=config.batch_size, seed=config.seed, binarize=config.data.binarize
+    )
+    return next(iter(batches))
+
+
+def _local(tree):
+    """A host copy of replicated arrays (every process holds a whole copy)."""
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+    """Train the configured model, resuming from ``workdir`` if it holds a checkpoint.
+
+    ``devices`` (default: every device of the job) form the data-parallel mesh. Returns the
+    last evaluation's metrics.
+    """
+    parallel.initialize(config.get("distributed", False))
+    is_main = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    mesh = parallel.make_mesh(devices)
+    parallel.check_batch_size(config.batch_size, mesh)
+    k = config.grad_accum_steps
+    if k < 1 or config.batch_size % k or (config.batch_size // k) % mesh.size:
+        raise ValueError(
+            f"batch_size={config.batch_size} must split into grad_accum_steps={k} "
+            f"micro-batches that each divide over the {mesh.size} devices"
+        )
+    train_src, test_src, info = load_data(config)
+    model = build_model(config, info)
+    objective = model.objective()
+    tx, schedule = make_optimizer(config)
+    rng = jax.random.key(config.seed)
+    repl = parallel.replicated(mesh)
+    init_batch = _init_batch(config, model, train_src)
+    state = create_train_state(model, tx, rng, config.ema_decay > 0, init_batch)
+    state = jax.device_put(state, repl)
+    ckpt = checkpointer(workdir, config, model)
+    start = 0
+    if ckpt.latest_step() is not None:
+        state, start = restore(ckpt, state)
+        log.info("resumed from %s at step %d", workdir, start)
+    if is_main:
+        _save_config(config, workdir)
+    writer = MetricWriter(workdir, enabled=is_main)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    log.info("%r: %d parameters; %d devices; data %s", model, n_params, mesh.size, info)
+
+    train_step = jax.jit(
+        make_train_step(
+            model,
+            tx,
+            ema_decay=config.ema_decay,
+            grad_accum_steps=config.grad_accum_steps,
+            seed=config.seed,
+        ),
+        in_shardings=(repl, parallel.batch_sharding(mesh)),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(make_eval_step(model))
+    batches = train_batches(
+        train_src,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        start_step=start,
+        binarize=config.data.binarize,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+    def check_finite(state):
+        bad = int(state.nonfinite_step)
+        if bad >= 0:
+            last = ckpt.latest_step()
+            raise FloatingPointError(
+                f"non-finite loss or gradient at step {bad}; training stopped. The last good "
+                f"checkpoint (step {last}) in {workdir} is intact; lower the learning rate or "
+                "check the data, then resume"
+            )
+
+    eval_metrics: dict = {}
+    pending: list = []
+    t_last, s_last = time.perf_counter(), start
+    pbar = tqdm(
+        total=config.num_steps, initial=start, disable=not is_main, unit="step", dynamic_ncols=True
+    )
+    try:
+        for step in range(start + 1, config.num_steps + 1):
+            batch = parallel.global_batch(next(batches), mesh)
+            state, metrics = train_step(state, batch)
+            pending.append(metrics["loss"])
+            pbar.update(1)
+            last = step == config.num_steps
+            if step % config.log_every == 0 or last:
+                check_finite(state)
+                mean_loss = float(jnp.mean(jnp.stack(pending)))
+                now = time.perf_counter()
+                rate = (step - s_last) / (now - t_last)
+                t_last, s_last, pending = now, step, []
+                extra = {k: v for k, v in metrics.items() if k not in ("loss", "grad_norm")}
+                record = {
+                    **objective.train_record(mean_loss, extra),
+                    "train/grad_norm": float(metrics["grad_norm"]),
+                    "train/learning_rate": float(schedule(step - 1)),
+                    "train/steps_per_sec": rate,
+                    "train/examples_per_sec": rate * config.batch_size,
+                }
+                writer.write(step, record)
+                pbar.set_postfix(**objective.progress(record), steps_s=f"{rate:.1f}", refresh=False)
+            if step % config.eval_every == 0 or last:
+                eval_metrics = evaluate(
+                    model,
+                    state.eval_params,
+                    test_src,
+                    batch_size=config.eval_batch_size,
+                    binarize=config.data.binarize,
+                    mesh=mesh,
+                    eval_step=eval_step,
+                    seed=config.seed,
+                    model_state=state.model_state,
+                )
+                writer.write(step, eval_metrics)
+                pbar.write(f"step {step}: {objective.format(eval_metrics)}")
+            if step % config.checkpoint_every == 0 or last:
+                check_finite(state)
+                fresh = eval_metrics if step % config.eval_every == 0 or last else None
+                ckpt.save(step, state, fresh)
+    finally:
+        pbar.close()
+        ckpt.wait()
+        writer.close()
+
+    if is_main:
+        reporting.save_curves(
+            read_jsonl(writer.path), os.path.join(workdir, "curves.png"), objective.curves
+        )
+        if config.num_samples:
+            objective.write_artefacts(
+                _local(state.eval_params),
+                _local(state.model_state),
+                os.path.join(workdir, objective.artefact_stem),
+                rng=jax.random.fold_in(rng, config.num_steps),
+                num=config.num_samples,
+                source=test_src,
+                info=info,
+                method=config.sample_method or None,
+            )
+    ckpt.close()
+    return eval_metrics

@@ -1,0 +1,160 @@
+"""The model contract, checked for every registered model with no per-model test code.
+
+Each factory registers its tiny sizes once (``jaxar.models.register(..., tiny=...)``); this
+module builds every model at them and runs every check of :mod:`jaxar.testing`: causal in grey
+and RGB (including no leak across the examples of a batch), normalised, cached == naive,
+teacher-forced == full, and clear errors for bad input. A newly registered model is checked
+here automatically. Autoencoders (not autoregressive) get the checks of their own contract.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxar import models
+from jaxar.models.autoencoder import Autoencoder
+from jaxar.testing import (
+    assert_cached_matches_naive,
+    assert_causal,
+    assert_normalized,
+    assert_teacher_forced_matches_full,
+    randomize_params,
+)
+
+AUTOREGRESSIVE = [n for n in models.names() if not isinstance(models.create_tiny(n), Autoencoder)]
+AUTOENCODERS = [n for n in models.names() if n not in AUTOREGRESSIVE]
+ROLES = [
+    (n, role)
+    for n in AUTOREGRESSIVE
+    for role in ("grey", "rgb")
+    if models.tiny_shape(n, role) is not None
+]
+
+
+def _conditional(name) -> int:
+    """Classes for the tiny conditional variant, where the model takes class labels."""
+    return 3 if "num_classes" in models.hparam_names(name) else 0
+
+
+def _setup(name, role="grey", num_levels=4, num_classes=0, seed=0):
+    model = models.create_tiny(name, role, num_levels=num_levels, num_classes=num_classes)
+    params = randomize_params(model.init(jax.random.key(seed)), jax.random.key(seed + 1))
+    x = jax.random.randint(jax.random.key(seed + 2), (1, *model.event_shape), 0, num_levels)
+    cond = model.sample_cond(1, class_label=1) if num_classes else None
+    return model, params, x, cond
+
+
+def _assert_not_constant(model, params, x, cond):
+    """The randomised network's output depends on its input (a constant network would pass
+    most checks by construction)."""
+    other = (x + 1) % model.num_levels
+    a, b = (np.asarray(model.apply(params, v, cond)) for v in (x, other))
+    assert np.abs(a - b).max() > 1e-3, f"{model.name}: the network ignores its input"
+
+
+def test_every_registered_model_is_checked():
+    assert {"pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm", "pixelcnn_pp"} <= set(
+        AUTOREGRESSIVE
+    )
+    assert {"wavenet", "transformer"} <= set(AUTOREGRESSIVE) and AUTOENCODERS == ["vqvae"]
+
+
+@pytest.mark.parametrize("name, role", ROLES)
+def test_causal(name, role):
+    model, params, x, cond = _setup(name, role, num_classes=_conditional(name))
+    _assert_not_constant(model, params, x, cond)
+    assert_causal(model, params, x[0], cond)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_normalized(name):
+    shape = models.tiny_shape(name, "small")
+    levels = 4 if 4 ** int(np.prod(shape)) <= 4096 else 2
+    model, params, _, _ = _setup(name, "small", num_levels=levels)
+    assert_normalized(model, params)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_cached_matches_naive_and_teacher_forced_matches_full(name):
+    classes = _conditional(name)
+    model, params, _, _ = _setup(name, num_classes=classes)
+    cond = model.sample_cond(3)
+    samples = assert_cached_matches_naive(model, params, jax.random.key(5), 3, cond)
+    if "cached" in model.sample_methods:
+        assert_teacher_forced_matches_full(model, params, samples, cond)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_bad_input_is_one_clear_error(name):
+    model, params, x, cond = _setup(name)
+    levels, shape = model.num_levels, model.event_shape
+    bad = {
+        "shape": jnp.zeros((1, *shape[:-1], shape[-1] + 1), jnp.int32),
+        "dtype": x.astype(jnp.float32),
+        "too high": jnp.full_like(x, levels),
+        "negative": jnp.full_like(x, -1),
+    }
+    for what, value in bad.items():
+        with pytest.raises(ValueError, match=name) as err:
+            model.log_prob(params, value, cond)
+        assert "\n" not in str(err.value), what
+    with pytest.raises(ValueError, match="unconditional|cond"):
+        model.log_prob(params, x, jnp.zeros((1,), jnp.int32))
+    with pytest.raises(ValueError, match="sampling method"):
+        model.sample(params, jax.random.key(0), 1, method="telepathy")
+
+
+def test_assert_causal_catches_a_leak_across_the_batch():
+    """A network that adds the batch mean of the input to its outputs passes the batched
+    per-dimension check (every variant shares the statistic) but not the default check."""
+    model, params, x, _ = _setup("pixelcnn")
+    clean = model.apply
+    assert_causal(model, params, x[0])
+
+    def leaky(params, xs, cond=None, **kw):
+        out = clean(params, xs, cond, **kw)
+        return out + jnp.mean(xs.astype(jnp.float32), axis=0)[..., None]
+
+    model.apply = leaky
+    assert_causal(model, params, x[0], batch_check=False)  # hidden from the batched check
+    with pytest.raises(AssertionError, match="leaks across the batch"):
+        assert_causal(model, params, x[0])
+
+
+@pytest.mark.parametrize("name", AUTOENCODERS)
+def test_autoencoder_contract(name):
+    model = models.create_tiny(name)
+    key = jax.random.key(0)
+    params, state = model.init(key), model.objective().init_state(key)
+    x = jax.random.randint(jax.random.key(1), (4, *model.event_shape), 0, model.num_levels)
+    batch = {"x": x, "mask": jnp.array([1.0, 1.0, 1.0, 0.0])}
+    loss, (new_state, metrics) = model.objective().loss(params, state, {"x": x}, key)
+    assert np.isfinite(float(loss)) and jax.tree.structure(new_state) == jax.tree.structure(state)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    sums = model.objective().eval_sums(params, state, batch)
+    assert float(sums["count"]) == 3.0
+    assert model.objective().best_metric in model.objective().summarize(sums)
+    variables = model.variables(params, state)
+    codes = np.asarray(model.encode(variables, x))
+    assert codes.shape == (4, *model.code_shape) and 0 <= codes.min() <= codes.max() < (
+        model.num_codes
+    )
+    assert np.asarray(model.decode_mean(variables, codes)).shape == x.shape
+    nll, mse = model.nll(variables, x)
+    assert np.asarray(nll).shape == (4,) and np.all(np.isfinite(np.asarray(mse)))
+
+
+IMAGE_MODELS = [n for n in AUTOREGRESSIVE if "image_shape" in models.hparam_names(n)]
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 3), (28, 28, 1)])
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_defaults_fit_rgb_and_grey(name, shape):
+    """Only image_shape and num_levels: the default widths split into colour groups, and a
+    batch is scored (traced through the whole network; nothing compiled at full size)."""
+    model = models.create(name, image_shape=shape, num_levels=256)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((2, *shape), jnp.int32)
+    lp = jax.eval_shape(lambda p, v: model.log_prob(p, v, model.dummy_cond(2)), params, x)
+    assert lp.shape == (2,) and lp.dtype == jnp.float32
