@@ -2,7 +2,8 @@
 
 jaxar train  --config FILE --workdir DIR [--config.KEY=VALUE ...]
 jaxar eval   --workdir DIR [--checkpoint best|latest|STEP]
-jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive] [--out STEM]
+jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive|fixed_point] [--out STEM]
+             [--temperature T] [--top_p P] [--prompt-rows K | --prompt-seconds S] [--completions M]
 jaxar encode --workdir VQVAE_DIR [--checkpoint best|latest|STEP]
 jaxar models
 
@@ -40,6 +41,11 @@ def _define_flags(command: str) -> None:
         flags.DEFINE_string("method", "", "Sampling method; empty: the model's default.")
         flags.DEFINE_integer("seed", 0, "Sampling seed.")
         flags.DEFINE_string("out", "", "Output stem; default WORKDIR/samples_STEP.")
+        flags.DEFINE_float("temperature", 1.0, "Sampling temperature (1: the model's own).")
+        flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (categorical outputs; 1: off).")
+        flags.DEFINE_integer("prompt-rows", 0, "Complete --num test images from their first K rows")
+        flags.DEFINE_float("prompt-seconds", 0.0, "Continue --num test clips from their first S s.")
+        flags.DEFINE_integer("completions", 4, "Completions per test example (with a prompt).")
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -111,6 +117,24 @@ def _sample(argv):
     from jaxar import reporting, runner, two_stage
     from jaxar.data import DataInfo
 
+    shaping = dict(temperature=FLAGS.temperature, top_p=FLAGS.top_p)
+    if FLAGS["prompt-rows"].value or FLAGS["prompt-seconds"].value:
+        from jaxar import completion
+
+        for path in completion.run_completion(
+            FLAGS.workdir,
+            checkpoint=FLAGS.checkpoint,
+            rows=FLAGS["prompt-rows"].value,
+            seconds=FLAGS["prompt-seconds"].value,
+            num=FLAGS.num,
+            per_example=FLAGS.completions,
+            seed=FLAGS.seed,
+            method=FLAGS.method or None,
+            out=FLAGS.out,
+            **shaping,
+        ):
+            print(path)
+        return
     config, model, params, info, step, test_src = runner.load_run(FLAGS.workdir, FLAGS.checkpoint)
     if not callable(getattr(model, "sample", None)):
         raise ValueError(
@@ -120,7 +144,12 @@ def _sample(argv):
     examples = model.sampling_examples(test_src, FLAGS.num)
     cond = model.sample_cond(FLAGS.num, FLAGS["class"].value, examples)
     samples = model.sample(
-        params, jax.random.key(FLAGS.seed), FLAGS.num, cond=cond, method=FLAGS.method or None
+        params,
+        jax.random.key(FLAGS.seed),
+        FLAGS.num,
+        cond=cond,
+        method=FLAGS.method or None,
+        **shaping,
     )
     stem = FLAGS.out or os.path.join(FLAGS.workdir, f"samples_{step}")
     for path in reporting.save_samples(np.asarray(samples), info, stem):

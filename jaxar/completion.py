@@ -15,9 +15,9 @@ import os
 import jax
 import numpy as np
 
-from jaxar import reporting
+from jaxar import reporting, train
 
-__all__ = ["complete", "completion_grid", "prompt_dims", "save_completions"]
+__all__ = ["complete", "completion_grid", "prompt_dims", "run_completion", "save_completions"]
 
 
 def prompt_dims(info, *, rows: int = 0, seconds: float = 0.0) -> int:
@@ -110,3 +110,44 @@ def save_completions(x, completions, dims: int, info, stem: str) -> list[str]:
     paths.append(stem + ".png")
     Image.fromarray(grid).save(paths[-1])
     return paths
+
+
+def run_completion(
+    workdir: str,
+    *,
+    checkpoint: str = "best",
+    rows: int = 0,
+    seconds: float = 0.0,
+    num: int = 8,
+    per_example: int = 4,
+    seed: int = 0,
+    method: str | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    out: str = "",
+) -> list[str]:
+    """``jaxar sample --prompt-rows K`` / ``--prompt-seconds S``: complete the first ``num``
+    test examples of a run ``per_example`` times each from their first ``rows`` rows (images)
+    or ``seconds`` (audio), with the run's conditioning of those examples; write them with
+    :func:`save_completions` to ``out`` (default ``WORKDIR/completions_STEP``)."""
+    _, model, params, info, step, test_src = train.load_run(workdir, checkpoint)
+    dims = prompt_dims(info, rows=rows, seconds=seconds)
+    if not 1 <= num <= len(test_src):
+        raise ValueError(f"expected --num in [1, {len(test_src)}] test examples, got {num}")
+    elements = [test_src[i] for i in range(num)]
+    batch = {k: np.stack([e[k] for e in elements]) for k in elements[0]}
+    cond = model.cond_from_batch(batch)
+    completions = complete(
+        model,
+        params,
+        jax.random.key(seed),
+        batch["x"],
+        dims,
+        per_example,
+        cond,
+        method=method or None,
+        temperature=temperature,
+        top_p=top_p,
+    )
+    stem = out or os.path.join(workdir, f"completions_{step}")
+    return save_completions(batch["x"], completions, dims, info, stem)
