@@ -283,3 +283,25 @@ def test_wav_sub_folders_are_speakers(tmp_path):
     # One voice's folder (wavs of its own beside sub-folders) stays unlabelled.
     one = wav(str(voices / "amy"), "train", length=400, sample_rate=8000, test_fraction=0.3)
     assert one.info.num_classes == 0 and "label" not in one[0]
+
+
+# ------------------------------------------------------------------ CLI helpers
+def test_prompt_dims_and_completion_grid():
+    from jaxar.completion import completion_grid, prompt_dims
+    from jaxar.data import DataInfo
+
+    image = DataInfo("img", (4, 3, 2), 8)
+    audio = DataInfo("wav", (800,), 256, kind="audio", sample_rate=8000)
+    assert prompt_dims(image, rows=2) == 2 * 3 * 2
+    assert prompt_dims(audio, seconds=0.05) == 400
+    _one_line_error(r"--prompt-rows in \[1, 3\], got 4", prompt_dims, image, rows=4)
+    _one_line_error(r"--prompt-seconds in \(0, 0.1\).*got 0.2", prompt_dims, audio, seconds=0.2)
+    _one_line_error(r"--prompt-rows is for image runs", prompt_dims, audio, rows=1)
+    _one_line_error(r"one of --prompt-rows or --prompt-seconds", prompt_dims, image)
+    x = np.arange(2 * 24).reshape(2, 4, 3, 2) % 8
+    completions = np.stack([x + 0, x * 0 + 1, x * 0 + 2], axis=1)  # (2, 3, 4, 3, 2)
+    tiles = completion_grid(x, completions, 6, 8).reshape(2, 5, 4, 3, 2)
+    np.testing.assert_array_equal(tiles[:, 0], x)  # original
+    np.testing.assert_array_equal(tiles[:, 1, :1], x[:, :1])  # prompt: its first row ...
+    assert (tiles[:, 1, 1:] == 4).all()  # ... the rest grey
+    np.testing.assert_array_equal(tiles[:, 2:], completions)
