@@ -21,7 +21,29 @@ from jax import lax
 from jaxar.distributions import Categorical
 from jaxar.models import AutoregressiveModel, register
 
-__all__ = ["CausalConv1D", "CausalConv1DNet", "causal_conv1d"]
+__all__ = ["CausalConv", "CausalConv1D", "CausalConv1DNet", "causal_conv1d"]
+
+
+class CausalConv(nn.Module):
+    """A width-``kernel`` causal convolution (a Dense over the window of the current and the
+    ``kernel - 1`` previous inputs) with a ReLU, on the full sequence or, with ``decode``, on
+    one position, keeping its previous inputs in the ``cache`` collection."""
+
+    features: int
+    kernel: int
+
+    @nn.compact
+    def __call__(self, h, decode: bool = False):
+        dense = nn.Dense(self.features)
+        k = self.kernel
+        if not decode:  # h: (B, D, F)
+            padded = jnp.pad(h, ((0, 0), (k - 1, 0), (0, 0)))
+            windows = jnp.stack([padded[:, j : j + h.shape[1]] for j in range(k)], axis=2)
+            return nn.relu(dense(windows.reshape((*h.shape[:2], -1))))
+        past = self.variable("cache", "past", jnp.zeros, (h.shape[0], k - 1, h.shape[-1]))
+        window = jnp.concatenate([past.value, h[:, None]], axis=1)  # (B, k, F)
+        past.value = window[:, 1:]
+        return nn.relu(dense(window.reshape((h.shape[0], -1))))
 
 
 class CausalConv1DNet(nn.Module):
@@ -34,39 +56,24 @@ class CausalConv1DNet(nn.Module):
 
     def setup(self):
         self.embed = nn.Embed(self.num_levels + 1, self.features)  # + a start token
-        self.convs = [
-            nn.Dense(self.features, name=f"conv{i}") for i in range(self.num_layers)
-        ]  # a width-k causal conv is a Dense over the concatenated window
+        self.convs = [CausalConv(self.features, self.kernel) for _ in range(self.num_layers)]
         self.out = nn.Dense(self.num_levels)
-
-    def _conv(self, i, window):
-        """Layer i on ``window`` ``(..., kernel, F)``: the inputs at t-k+1 .. t."""
-        return nn.relu(self.convs[i](window.reshape((*window.shape[:-2], -1))))
 
     def __call__(self, x, cond=None, train: bool = False):
         b, d = x.shape[0], x[0].size
         flat = x.reshape(b, d)
         shifted = jnp.concatenate([jnp.full((b, 1), self.num_levels), flat[:, :-1]], axis=1)
         h = self.embed(shifted)  # (B, D, F): position t sees dimensions < t
-        k = self.kernel
-        for i in range(self.num_layers):
-            padded = jnp.pad(h, ((0, 0), (k - 1, 0), (0, 0)))
-            windows = jnp.stack([padded[:, j : j + d] for j in range(k)], axis=2)  # (B, D, k, F)
-            h = h + self._conv(i, windows)
+        for conv in self.convs:
+            h = h + conv(h)
         return self.out(h).reshape((*x.shape, self.num_levels))
 
     def step(self, prev, t):
         """Decode path at position ``t``: ``prev`` ``(B,)`` is dimension t - 1 (ignored at
         t = 0) -> logits ``(B, num_levels)``. Reads and writes the ``cache`` collection."""
-        token = jnp.where(t == 0, self.num_levels, prev)
-        h = self.embed(token)  # (B, F)
-        for i in range(self.num_layers):
-            past = self.variable(
-                "cache", f"past{i}", jnp.zeros, (h.shape[0], self.kernel - 1, self.features)
-            )
-            window = jnp.concatenate([past.value, h[:, None]], axis=1)  # (B, k, F)
-            past.value = window[:, 1:]
-            h = h + self._conv(i, window)
+        h = self.embed(jnp.where(t == 0, self.num_levels, prev))  # (B, F)
+        for conv in self.convs:
+            h = h + conv(h, decode=True)
         return self.out(h)
 
 

@@ -32,6 +32,12 @@ def _define_flags(command: str) -> None:
     if command == "train":
         config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, samples).")
+    flags.DEFINE_string(
+        "compilation_cache",
+        "",
+        "XLA compilation cache directory, or 'off'; default: the config's compilation_cache, "
+        "else $JAXAR_COMPILATION_CACHE, else ~/.cache/jaxar/xla.",
+    )
     if command in ("eval", "encode"):
         flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
     if command == "sample":
@@ -203,10 +209,22 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("jaxar").setLevel(logging.INFO)
         if command in ("eval", "sample", "encode") and FLAGS.workdir is None:
             raise app.UsageError("--workdir is required")
+        from jaxar.compilation import enable_compilation_cache
+
+        configured = FLAGS.config.get("compilation_cache", "") if command == "train" else ""
+        from jaxar.preemption import Preempted
+        from jaxar.runlock import RunLockedError
+
+        # Errors a user can cause are one line; anything else keeps its traceback.
+        user_errors = (ValueError, OSError, FloatingPointError, RunLockedError)
         try:
+            enable_compilation_cache(FLAGS.compilation_cache or configured or None)
             run(rest)
-        except (ValueError, FileNotFoundError, FloatingPointError) as e:
-            raise SystemExit(f"jaxar {command}: error: {e}") from e
+        except Preempted as e:
+            print(f"jaxar {command}: {e}", file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
+        except user_errors as e:
+            raise SystemExit(f"jaxar {command}: error: {e}") from None
 
     if command == "train":
         try:

@@ -73,6 +73,10 @@ def default() -> ml_collections.ConfigDict:
     c.num_samples = 64  # the final sample grid
     c.sample_method = ""  # "" = the model's default (cached where it has one)
     c.distributed = False  # call jax.distributed.initialize() (multi-host)
+    c.prefetch = 2  # global batches sent to the devices ahead of the step (0: none)
+    # Persistent XLA compilation cache: "" = $JAXAR_COMPILATION_CACHE or ~/.cache/jaxar/xla;
+    # a directory; or "off" (jaxar.compilation). Also `--compilation_cache` on every command.
+    c.compilation_cache = ""
     return c
 
 

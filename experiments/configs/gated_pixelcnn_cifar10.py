@@ -12,9 +12,10 @@ Result: not yet measured. What is needed: CIFAR-10 prepared as array_record (``t
 cifar10 --file_format=array_record`` needs internet and TensorFlow, neither on the development
 machine) and an accelerator for the full budget.
 
-Small CPU variant (same data, 4 layers of 24 features, the budget of ``jaxar.config.runlocal``), for checking
-the pipeline on a laptop; needs the same prepared data:
-    jaxar train --config experiments/configs/gated_pixelcnn_cifar10.py:runlocal --workdir runs/gated_pixelcnn_cifar10_runlocal
+Small CPU variant (same data; 4 layers of 24 features; the budget of
+``jaxar.config.runlocal``), for checking the pipeline on a laptop; needs the same data:
+    jaxar train --config experiments/configs/gated_pixelcnn_cifar10.py:runlocal \
+        --workdir runs/gated_pixelcnn_cifar10_runlocal
 """
 
 import ml_collections
@@ -40,4 +41,6 @@ def get_config(arg: str = ""):
     c.eval_every = 10_000
     c.checkpoint_every = 5000
     c.num_samples = 16
-    return jaxar_config.runlocal(c, arg, features=24, num_layers=4, first_kernel=5, output_features=48)
+    return jaxar_config.runlocal(
+        c, arg, features=24, num_layers=4, first_kernel=5, output_features=48
+    )

@@ -17,9 +17,10 @@ Result: not yet measured. What is needed: CIFAR-10 prepared as array_record (``t
 cifar10 --file_format=array_record`` needs internet and TensorFlow, neither on the development
 machine) and an accelerator for the full budget.
 
-Small CPU variant (same data, one gated resnet per stage of 16 features, 3 logistics, the budget of ``jaxar.config.runlocal``), for checking
-the pipeline on a laptop; needs the same prepared data:
-    jaxar train --config experiments/configs/pixelcnn_pp_cifar10.py:runlocal --workdir runs/pixelcnn_pp_cifar10_runlocal
+Small CPU variant (same data; one gated resnet per stage of 16 features, 3 logistics; the budget of
+``jaxar.config.runlocal``), for checking the pipeline on a laptop; needs the same data:
+    jaxar train --config experiments/configs/pixelcnn_pp_cifar10.py:runlocal \
+        --workdir runs/pixelcnn_pp_cifar10_runlocal
 """
 
 import ml_collections

@@ -10,8 +10,11 @@ from ``model.objective()`` (:mod:`jaxar.objectives`); the loop names none of the
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import shutil
 import time
 
 import jax
@@ -20,22 +23,108 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxar import config as jaxar_config
 from jaxar import parallel, reporting
 from jaxar.data.pipeline import train_batches
-from jaxar.metrics import MetricWriter, read_jsonl
-from jaxar.runner.build import build_model, load_data
+from jaxar.metrics import MetricWriter, read_jsonl, truncate_jsonl
+from jaxar.preemption import Preempted, PreemptionGuard
+from jaxar.runlock import RunLock
+from jaxar.runner.build import build_model, import_modules, load_data
 from jaxar.runner.optim import make_optimizer
 from jaxar.runner.restore import checkpointer, restore
 from jaxar.runner.state import create_train_state
 from jaxar.runner.steps import evaluate, make_eval_step, make_train_step
+from jaxar.validation import ConfigError, compare_configs, flatten, validate_config
 
 __all__ = ["train_and_evaluate"]
 
 log = logging.getLogger("jaxar")
 
 
-def _save_config(config, workdir: str) -> None:
+def _has_checkpoint(workdir: str) -> bool:
+    folder = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
+def _resume_changes(config, workdir: str) -> list[str]:
+    """The keys a resumed run changes (a warning lists them); a change of shapes or data is a
+    :class:`ConfigError` naming the keys. Nothing to compare for a run without checkpoints."""
     path = os.path.join(workdir, "config.json")
+    if not (_has_checkpoint(workdir) and os.path.exists(path)):
+        return []
+    with open(path) as f:
+        saved = json.load(f)
+    refused, changed = compare_configs(saved, config, defaults=jaxar_config.default())
+    if refused:
+        old, new = flatten(saved), flatten(config)
+        diffs = ", ".join(f"{k} ({old.get(k, '-')} -> {new.get(k, '-')})" for k in refused)
+        raise ConfigError(
+            f"the config differs from the run's config ({path}) in keys that change the "
+            f"model's shapes or the data: {diffs}; use a new workdir, or the saved values"
+        )
+    if changed:
+        old, new = flatten(saved), flatten(config)
+        log.warning(
+            "resuming %s with a changed config: %s",
+            workdir,
+            ", ".join(f"{k} ({old.get(k, '-')} -> {new.get(k, '-')})" for k in changed),
+        )
+    return changed
+
+
+def _check_workdir(workdir: str) -> bool:
+    """Create ``workdir`` (True if it did not exist); one clear error if it cannot be used."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"workdir {workdir} exists and is not a directory")
+    created = not os.path.exists(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise PermissionError(f"workdir {workdir} is not writable")
+    return created
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+    """Train the configured model, resuming from ``workdir`` if it holds a checkpoint.
+
+    ``devices`` (default: every device of the job) form the data-parallel mesh. Returns the
+    last evaluation's metrics.
+
+    Before any work the whole config is validated (:func:`jaxar.validation.validate_config`)
+    and, on resume, compared with the saved one (a change of shapes or data is refused; other
+    changes are listed in a warning and the old config is kept as ``config.STEP.json``).
+    One run per workdir (:class:`jaxar.runlock.RunLock`, process 0). SIGTERM / SIGINT stop the
+    run at the next step boundary with a checkpoint of that step and raise
+    :class:`jaxar.preemption.Preempted` (the CLI exits 75); a second signal exits at once.
+    """
+    import_modules(config)
+    validate_config(config)
+    parallel.initialize(config.get("distributed", False))
+    is_main = jax.process_index() == 0
+    mesh = parallel.make_mesh(devices)
+    parallel.check_batch_size(config.batch_size, mesh)
+    parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+    k = config.grad_accum_steps
+    if config.batch_size % k or (config.batch_size // k) % mesh.size:
+        raise ValueError(
+            f"batch_size={config.batch_size} must split into grad_accum_steps={k} "
+            f"micro-batches that each divide over the {mesh.size} devices"
+        )
+    created = _check_workdir(workdir)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(RunLock(workdir, enabled=is_main))
+            changed = _resume_changes(config, workdir)
+            guard = stack.enter_context(PreemptionGuard())
+            return _train(config, workdir, mesh, guard, changed)
+    finally:
+        if created and is_main and os.path.isdir(workdir) and not os.listdir(workdir):
+            os.rmdir(workdir)  # refused before anything was written: leave no trace
+
+
+def _save_config(config, workdir: str, step: int = 0, changed=()) -> None:
+    path = os.path.join(workdir, "config.json")
+    if changed and os.path.exists(path):  # keep the config the run had until now
+        shutil.copyfile(path, os.path.join(workdir, f"config.{step}.json"))
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -58,23 +147,9 @@ def _local(tree):
     return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
-    """Train the configured model, resuming from ``workdir`` if it holds a checkpoint.
-
-    ``devices`` (default: every device of the job) form the data-parallel mesh. Returns the
-    last evaluation's metrics.
-    """
-    parallel.initialize(config.get("distributed", False))
+def _train(config, workdir: str, mesh, guard: PreemptionGuard, changed) -> dict:
+    """The run itself, the workdir locked and the config checked."""
     is_main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    mesh = parallel.make_mesh(devices)
-    parallel.check_batch_size(config.batch_size, mesh)
-    k = config.grad_accum_steps
-    if k < 1 or config.batch_size % k or (config.batch_size // k) % mesh.size:
-        raise ValueError(
-            f"batch_size={config.batch_size} must split into grad_accum_steps={k} "
-            f"micro-batches that each divide over the {mesh.size} devices"
-        )
     train_src, test_src, info = load_data(config)
     model = build_model(config, info)
     objective = model.objective()
@@ -87,10 +162,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     ckpt = checkpointer(workdir, config, model)
     start = 0
     if ckpt.latest_step() is not None:
-        state, start = restore(ckpt, state)
+        state, start = restore(ckpt, state, move_skipped=True)
         log.info("resumed from %s at step %d", workdir, start)
     if is_main:
-        _save_config(config, workdir)
+        _save_config(config, workdir, start, changed)
+        truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), start)
     writer = MetricWriter(workdir, enabled=is_main)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     log.info("%r: %d parameters; %d devices; data %s", model, n_params, mesh.size, info)
@@ -117,15 +193,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
+    # The next global batches are sent to the devices while the current step runs.
+    device_batches = parallel.prefetch_to_device(batches, config.get("prefetch", 2), mesh)
 
     def check_finite(state):
         bad = int(state.nonfinite_step)
         if bad >= 0:
             last = ckpt.latest_step()
+            kept = (
+                f"The last good checkpoint (step {last}) in {workdir} is intact"
+                if last is not None
+                else f"No checkpoint was saved in {workdir} yet"
+            )
             raise FloatingPointError(
-                f"non-finite loss or gradient at step {bad}; training stopped. The last good "
-                f"checkpoint (step {last}) in {workdir} is intact; lower the learning rate or "
-                "check the data, then resume"
+                f"non-finite loss or gradient at step {bad}; training stopped. {kept}; lower "
+                "the learning rate or check the data, then resume"
             )
 
     eval_metrics: dict = {}
@@ -136,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     )
     try:
         for step in range(start + 1, config.num_steps + 1):
-            batch = parallel.global_batch(next(batches), mesh)
+            batch = next(device_batches)
             state, metrics = train_step(state, batch)
             pending.append(metrics["loss"])
             pbar.update(1)
@@ -175,6 +257,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                 check_finite(state)
                 fresh = eval_metrics if step % config.eval_every == 0 or last else None
                 ckpt.save(step, state, fresh)
+            if not last and guard.should_stop(step):
+                check_finite(state)
+                ckpt.save(step, state)
+                ckpt.wait()
+                raise Preempted(guard.signal_name, step, workdir)
     finally:
         pbar.close()
         ckpt.wait()
