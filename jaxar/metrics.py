@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-__all__ = ["MetricWriter", "read_jsonl"]
+__all__ = ["MetricWriter", "read_jsonl", "truncate_jsonl"]
 
 
 class MetricWriter:
@@ -41,6 +41,31 @@ class MetricWriter:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def truncate_jsonl(path: str, last_step: int) -> int:
+    """Drop the records of ``metrics.jsonl`` after ``last_step`` (a run resumed from that step
+    logs them again); a half-written last line goes too. Returns how many records were
+    dropped. The file is replaced atomically."""
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        lines = f.read().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if int(record.get("step", 0)) <= last_step:
+            kept.append(line)
+    dropped = sum(1 for line in lines if line.strip()) - len(kept)
+    if dropped:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    return dropped
 
 
 def read_jsonl(path: str) -> list[dict]:

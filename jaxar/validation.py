@@ -181,6 +181,8 @@ def validate_config(config) -> None:
         value = _get(config, key)
         if value is _MISSING:
             problems.append(f"config.{key} is missing (expected {expected})")
+        elif not ok(value) and expected.startswith("one of"):
+            problems.append(f"unknown {key} {value!r}; expected {expected} (config.{key})")
         elif not ok(value):
             problems.append(f"config.{key} must be {expected}, got {value!r}")
     if not problems:

@@ -11,15 +11,18 @@ import subprocess
 import sys
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile
+from test_train import tiny_config
 
 from jaxar import config as jaxar_config
-from jaxar import validation
+from jaxar import models, train, validation
 from jaxar.checkpointing import CHECKSUM_FILE, Checkpointer, CheckpointError
 from jaxar.data import load
+from jaxar.metrics import truncate_jsonl
 from jaxar.preemption import PREEMPTED_EXIT_CODE, PreemptionGuard
 from jaxar.runlock import LOCK_FILE, RunLock, RunLockedError
 
@@ -231,11 +234,11 @@ BAD_VALUES = [
     ("batch_size", 0, "config.batch_size must be an integer >= 1"),
     ("eval_batch_size", 0, "config.eval_batch_size must be an integer >= 1, got 0"),
     ("grad_accum_steps", 0, "config.grad_accum_steps must be an integer >= 1"),
-    ("compute_dtype", "float7", "config.compute_dtype must be one of 'float32', 'bfloat16'"),
+    ("compute_dtype", "float7", "unknown compute_dtype 'float7'; expected one of 'float32', 'bf"),
     ("optim.learning_rate", 0.0, "config.optim.learning_rate must be a finite number > 0"),
     ("optim.learning_rate", float("nan"), "config.optim.learning_rate must be a finite"),
     ("ema_decay", 1.0, r"config.ema_decay must be a number in \[0, 1\), got 1.0"),
-    ("optim.schedule", "linear", "config.optim.schedule must be one of 'constant'"),
+    ("optim.schedule", "linear", "unknown optim.schedule 'linear'; expected one of 'constant'"),
     ("num_samples", -1, "config.num_samples must be an integer >= 0, got -1"),
     ("model.features", 0, "model.features must be an integer >= 1, got 0"),
     ("model_name", "pixelcnnn", "model_name must be one of"),
@@ -364,3 +367,159 @@ def test_broken_gzip_and_empty_idx_files_are_named(tmp_path):
     path = _write_idx_pair(tmp_path, np.zeros((0, 3, 3), np.uint8), np.zeros(0, np.uint8))
     with pytest.raises(ValueError, match=f"{path}: holds no examples"):
         load(f"idx:{tmp_path}", "train")
+
+
+# ---------------------------------------------------------------------------- the CLI, end to end
+TESTS = os.path.dirname(os.path.abspath(__file__))
+N, EVERY = 60, 20  # steps of the tiny CLI runs, and their checkpoint interval
+CLI_CONFIG = dict(num_steps=N, log_every=1, eval_every=N, checkpoint_every=EVERY)
+
+
+def _cli(*args, wait=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "jaxar.cli", *args]
+    kw = dict(cwd=os.path.dirname(TESTS), env=env, text=True)
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.run(cmd, capture_output=True, timeout=300, **kw)
+
+
+def _error_line(r):
+    """The one line a user error prints (stderr's last line), checked to be alone."""
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    return r.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def cli_config(tmp_path_factory):
+    """A config file for the CLI: test_train's tiny_config, N steps, a record every step."""
+    path = tmp_path_factory.mktemp("cfg") / "tiny.py"
+    path.write_text(
+        f"import sys\nsys.path.insert(0, {TESTS!r})\nfrom test_train import tiny_config\n\n\n"
+        f"def get_config():\n    return tiny_config(**{CLI_CONFIG!r})\n"
+    )
+    return str(path)
+
+
+def _train_steps(workdir):
+    records = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [r["step"] for r in records if "train/grad_norm" in r]
+
+
+def _last_step(workdir):
+    try:
+        steps = _train_steps(workdir)
+    except (OSError, ValueError):
+        return 0
+    return steps[-1] if steps else 0
+
+
+def _weights(workdir, checkpoint="latest"):
+    *_, state, _, step, _ = train.restore_run(workdir, checkpoint)
+    return state, step
+
+
+def test_sigterm_lock_and_damaged_checkpoint_end_to_end(tmp_path, cli_config):
+    straight, run = str(tmp_path / "straight"), str(tmp_path / "run")
+    train.train_and_evaluate(tiny_config(**CLI_CONFIG), straight)  # the uninterrupted run
+
+    # A run, frozen (SIGSTOP: alive, holding the lock) a few steps in.
+    p = _cli("train", f"--config={cli_config}", f"--workdir={run}", wait=False)
+    t = time.perf_counter()
+    while _last_step(run) < 3:
+        assert p.poll() is None and time.perf_counter() - t < 120, p.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        logged = _train_steps(run)
+        # A second run on the busy workdir is refused at once, naming the holder.
+        t = time.perf_counter()
+        q = _cli("train", f"--config={cli_config}", f"--workdir={run}")
+        assert time.perf_counter() - t < 60
+        line = _error_line(q)
+        assert f"is in use by another run (pid {p.pid} on {socket.gethostname()}" in line, line
+        assert _train_steps(run) == logged  # it touched nothing
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+    # SIGTERM: the step reached is saved, one line, exit 75, within seconds.
+    t = time.perf_counter()
+    os.kill(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert time.perf_counter() - t < 30
+    assert p.returncode == PREEMPTED_EXIT_CODE, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    stopped = int(line.split("stopped at step ")[1].split()[0])
+    assert line.startswith("jaxar train: SIGTERM: stopped at step") and 3 <= stopped < N, line
+    assert Checkpointer(run).latest_step() == stopped and "Traceback" not in err
+
+    # The restart ends with exactly the uninterrupted run's weights; no step is logged twice.
+    r = _cli("train", f"--config={cli_config}", f"--workdir={run}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = _weights(straight)[0], _weights(run)[0]
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert _train_steps(run) == list(range(1, N + 1))
+
+    # One flipped byte in the newest checkpoint: eval names it in one line; train resumes from
+    # the previous intact one (warning), keeps the old config beside a changed one, finishes.
+    target = _largest_file(os.path.join(run, "checkpoints", str(N)))
+    data = bytearray(open(target, "rb").read())
+    data[len(data) // 3] ^= 0xFF
+    open(target, "wb").write(bytes(data))
+    line = _error_line(_cli("eval", f"--workdir={run}", f"--checkpoint={N}"))
+    assert f"checkpoint step {N} in " in line and "sha256 differs" in line, line
+    r = _cli("train", f"--config={cli_config}", f"--workdir={run}", "--config.log_every=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"skipping checkpoint step {N}" in r.stderr and "sha256 differs" in r.stderr
+    kept = os.path.join(run, f"config.{N - EVERY}.json")
+    assert "log_every (1 -> 2)" in r.stderr and json.load(open(kept))["log_every"] == 1
+    assert json.load(open(os.path.join(run, "config.json")))["log_every"] == 2
+    jax.tree.map(np.testing.assert_array_equal, a, _weights(run)[0])
+    steps = _train_steps(run)
+    assert steps == list(range(1, N - EVERY + 1)) + list(range(N - EVERY + 2, N + 1, 2))
+    assert os.listdir(os.path.join(run, "checkpoints.damaged"))[0].startswith(f"{N}.")
+
+    # A change of shapes on resume is refused, naming the key; the run is untouched.
+    before = open(os.path.join(run, "config.json")).read()
+    with pytest.raises(validation.ConfigError, match=r"model.features \(8 -> 16\)") as e:
+        train.train_and_evaluate(tiny_config(**CLI_CONFIG, **{"model.features": 16}), run)
+    assert "\n" not in str(e.value)
+    assert open(os.path.join(run, "config.json")).read() == before
+
+
+def test_bad_input_is_one_line_and_creates_nothing(tmp_path, cli_config):
+    fresh = str(tmp_path / "fresh")
+    # (each bad value's message: test_each_bad_config_value_is_one_line)
+    line = _error_line(
+        _cli("train", f"--config={cli_config}", f"--workdir={fresh}", "--config.num_steps=0")
+    )
+    assert "config.num_steps must be an integer >= 1, got 0" in line, line
+    assert not os.path.exists(fresh)
+    (tmp_path / "bad.py").write_text("def get_config(:\n")
+    line = _error_line(_cli("train", f"--config={tmp_path / 'bad.py'}", f"--workdir={fresh}"))
+    assert f"config file {tmp_path / 'bad.py'}, line 1: SyntaxError" in line, line
+    (tmp_path / "afile").write_text("")
+    line = _error_line(_cli("train", f"--config={cli_config}", f"--workdir={tmp_path / 'afile'}"))
+    assert "afile" in line and "not a directory" in line, line
+
+
+def test_truncate_jsonl_drops_records_past_the_restored_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    records = "".join(json.dumps({"step": s, "v": s}) + "\n" for s in (1, 2, 3, 4))
+    path.write_text(records + '{"step": 5, "v')  # killed while writing step 5
+    assert truncate_jsonl(str(path), 2) == 3
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2]
+    assert truncate_jsonl(str(path), 2) == 0
+    assert truncate_jsonl(str(tmp_path / "none.jsonl"), 0) == 0
+
+
+# ---------------------------------------------------------------------------- the library
+def test_log_prob_refuses_an_empty_batch_and_names_non_finite_parameters():
+    model = models.create_tiny("pixelcnn", role="grey")
+    params = model.init(jax.random.key(0))
+    x = jnp.zeros((2, *model.event_shape), jnp.int32)
+    with pytest.raises(ValueError, match="expected a batch of at least 1 example, got 0"):
+        model.log_prob(params, x[:0])
+    leaves, tree = jax.tree.flatten(params)
+    bad = jax.tree.unflatten(tree, [leaves[0].at[(0,) * leaves[0].ndim].set(jnp.nan), *leaves[1:]])
+    with pytest.raises(ValueError, match="holds NaN or inf"):
+        model.log_prob(bad, x)

@@ -25,16 +25,17 @@ def checkpointer(workdir: str, config, model) -> Checkpointer:
     return Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=best)
 
 
-def restore(ckpt: Checkpointer, target: TrainState, step=None) -> tuple[TrainState, int]:
-    """``ckpt.restore``, also reading checkpoints written before ``TrainState`` had a
-    ``model_state`` (autoregressive runs: their trees lack the key)."""
+def restore(ckpt: Checkpointer, target: TrainState, step=None, **kwargs) -> tuple[TrainState, int]:
+    """``ckpt.restore`` (``kwargs``: e.g. ``move_skipped``), also reading checkpoints written
+    before ``TrainState`` had a ``model_state`` (autoregressive runs: their trees lack the
+    key)."""
     try:
-        return ckpt.restore(target, step)
+        return ckpt.restore(target, step, **kwargs)
     except ValueError as e:
         if target.model_state is not None or "model_state" not in str(e):
             raise
     fields = ("step", "params", "opt_state", "ema_params", "nonfinite_step")
-    old, step = ckpt.restore({f: getattr(target, f) for f in fields}, step)
+    old, step = ckpt.restore({f: getattr(target, f) for f in fields}, step, **kwargs)
     return TrainState(**old), step
 
 
