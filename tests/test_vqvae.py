@@ -307,7 +307,9 @@ def test_checkpoints_written_before_model_state_still_restore(tmp_path):
 
 # ------------------------------------------------------------------------------ direct checks
 def test_ema_codebook_update_by_hand_with_an_asymmetric_decay():
-    d, eps = 0.8, 1e-5  # d != 1 - d: swapping the two weights changes every figure below
+    # d != 1 - d: swapping the two weights changes every figure below; an epsilon this large
+    # makes the Laplace smoothing visible.
+    d, eps = 0.8, 0.1
     vq, variables, z = _vq(ema_decay=d, epsilon=eps, usage_decay=0.7)
     state = jax.tree.map(np.asarray, variables["vq"])
     # A non-trivial starting point: statistics unlike the init (counts not all one).
