@@ -2,7 +2,8 @@
 
 jaxar train  --config FILE --workdir DIR [--config.KEY=VALUE ...]
 jaxar eval   --workdir DIR [--checkpoint best|latest|STEP]
-jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive] [--out STEM]
+jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive|fixed_point] [--out STEM]
+             [--temperature T] [--top_p P] [--prompt-rows K | --prompt-seconds S] [--completions M]
 jaxar encode --workdir VQVAE_DIR [--checkpoint best|latest|STEP]
 jaxar models
 
@@ -31,6 +32,12 @@ def _define_flags(command: str) -> None:
     if command == "train":
         config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, samples).")
+    flags.DEFINE_string(
+        "compilation_cache",
+        "",
+        "XLA compilation cache directory, or 'off'; default: the config's compilation_cache, "
+        "else $JAXAR_COMPILATION_CACHE, else ~/.cache/jaxar/xla.",
+    )
     if command in ("eval", "encode"):
         flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
     if command == "sample":
@@ -40,6 +47,11 @@ def _define_flags(command: str) -> None:
         flags.DEFINE_string("method", "", "Sampling method; empty: the model's default.")
         flags.DEFINE_integer("seed", 0, "Sampling seed.")
         flags.DEFINE_string("out", "", "Output stem; default WORKDIR/samples_STEP.")
+        flags.DEFINE_float("temperature", 1.0, "Sampling temperature (1: the model's own).")
+        flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (categorical outputs; 1: off).")
+        flags.DEFINE_integer("prompt-rows", 0, "Complete --num test images from their first K rows")
+        flags.DEFINE_float("prompt-seconds", 0.0, "Continue --num test clips from their first S s.")
+        flags.DEFINE_integer("completions", 4, "Completions per test example (with a prompt).")
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -111,6 +123,24 @@ def _sample(argv):
     from jaxar import reporting, runner, two_stage
     from jaxar.data import DataInfo
 
+    shaping = dict(temperature=FLAGS.temperature, top_p=FLAGS.top_p)
+    if FLAGS["prompt-rows"].value or FLAGS["prompt-seconds"].value:
+        from jaxar import completion
+
+        for path in completion.run_completion(
+            FLAGS.workdir,
+            checkpoint=FLAGS.checkpoint,
+            rows=FLAGS["prompt-rows"].value,
+            seconds=FLAGS["prompt-seconds"].value,
+            num=FLAGS.num,
+            per_example=FLAGS.completions,
+            seed=FLAGS.seed,
+            method=FLAGS.method or None,
+            out=FLAGS.out,
+            **shaping,
+        ):
+            print(path)
+        return
     config, model, params, info, step, test_src = runner.load_run(FLAGS.workdir, FLAGS.checkpoint)
     if not callable(getattr(model, "sample", None)):
         raise ValueError(
@@ -120,7 +150,12 @@ def _sample(argv):
     examples = model.sampling_examples(test_src, FLAGS.num)
     cond = model.sample_cond(FLAGS.num, FLAGS["class"].value, examples)
     samples = model.sample(
-        params, jax.random.key(FLAGS.seed), FLAGS.num, cond=cond, method=FLAGS.method or None
+        params,
+        jax.random.key(FLAGS.seed),
+        FLAGS.num,
+        cond=cond,
+        method=FLAGS.method or None,
+        **shaping,
     )
     stem = FLAGS.out or os.path.join(FLAGS.workdir, f"samples_{step}")
     for path in reporting.save_samples(np.asarray(samples), info, stem):
@@ -174,12 +209,16 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("jaxar").setLevel(logging.INFO)
         if command in ("eval", "sample", "encode") and FLAGS.workdir is None:
             raise app.UsageError("--workdir is required")
+        from jaxar.compilation import enable_compilation_cache
+
+        configured = FLAGS.config.get("compilation_cache", "") if command == "train" else ""
         from jaxar.preemption import Preempted
         from jaxar.runlock import RunLockedError
 
         # Errors a user can cause are one line; anything else keeps its traceback.
         user_errors = (ValueError, OSError, FloatingPointError, RunLockedError)
         try:
+            enable_compilation_cache(FLAGS.compilation_cache or configured or None)
             run(rest)
         except Preempted as e:
             print(f"jaxar {command}: {e}", file=sys.stderr)

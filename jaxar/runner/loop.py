@@ -193,6 +193,8 @@ def _train(config, workdir: str, mesh, guard: PreemptionGuard, changed) -> dict:
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
+    # The next global batches are sent to the devices while the current step runs.
+    device_batches = parallel.prefetch_to_device(batches, config.get("prefetch", 2), mesh)
 
     def check_finite(state):
         bad = int(state.nonfinite_step)
@@ -216,7 +218,7 @@ def _train(config, workdir: str, mesh, guard: PreemptionGuard, changed) -> dict:
     )
     try:
         for step in range(start + 1, config.num_steps + 1):
-            batch = parallel.global_batch(next(batches), mesh)
+            batch = next(device_batches)
             state, metrics = train_step(state, batch)
             pending.append(metrics["loss"])
             pbar.update(1)
