@@ -6,6 +6,9 @@ Run:
     jaxar train --config experiments/configs/pixelcnn_fashion_mnist.py --workdir runs/pcnn_fm
 
 Result: not yet measured on a GPU (see pixelcnn_fashion_mnist_cpu.py for the CPU run).
+What is needed: an accelerator for its budget of 50,000 steps of 128 (the data, Debian's
+dataset-fashion-mnist, is on the development machine); the short CPU budget of the same family
+is measured in the README's table.
 """
 
 from jaxar import config as jaxar_config

@@ -13,6 +13,9 @@ Two-stage generation (see jaxar/two_stage.py):
     jaxar eval   --workdir runs/vqvae_fashion_mnist_prior   # prior bits/dim and image bound
 
 Result: not yet measured.
+What is needed: an accelerator for its budget of 20,000 steps of 64 (the data, Debian's
+dataset-fashion-mnist, is on the development machine); the short CPU budget of the same family
+is measured in the README's table.
 """
 
 import ml_collections

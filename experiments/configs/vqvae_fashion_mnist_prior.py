@@ -12,6 +12,8 @@ Run:
     jaxar eval   --workdir runs/vqvae_fashion_mnist_prior   # bits/dim over codes; image bound
 
 Result: not yet measured.
+What is needed: a trained vqvae_fashion_mnist run encoded with `jaxar encode`, and an
+accelerator for 20,000 steps; the CPU two-stage run is measured in the README.
 """
 
 import ml_collections

@@ -10,6 +10,8 @@ Run:
         --workdir runs/wavenet_vocoder_speech
 
 Result: not yet measured (an accelerator is advised); see ``wavenet_vocoder_speech_cpu.py``.
+What is needed: an accelerator for its 100,000 steps (none was lent); the data is on the
+development machine, and the CPU vocoder config is measured in the README.
 """
 
 from jaxar import config as jaxar_config
