@@ -38,6 +38,24 @@ def _prompt(model, num, seed=3):
     )
 
 
+def _draw(model, params, key, method, prompt=None, dims=None, **kw):
+    """``model.sample`` of 3 examples with the static options the other tests use (log-prob
+    on), so each model's samplers compile once for the module; fixed point: (x, passes)."""
+    fixed = method == "fixed_point"
+    out = model.sample(
+        params,
+        key,
+        3,
+        method=method,
+        prompt=prompt,
+        prompt_dims=dims,
+        with_log_prob=True,
+        with_passes=fixed,
+        **kw,
+    )
+    return (out[0], int(out[2])) if fixed else out[0]
+
+
 def test_every_autoregressive_model_is_covered():
     assert {"pixelcnn", "pixelcnn_pp", "transformer", "wavenet"} <= set(AR_NAMES)
     assert "vqvae" not in AR_NAMES
@@ -75,45 +93,28 @@ def test_fixed_point_without_prompt_and_its_pass_count():
     g = model.distribution.dims_per_step
     steps = model.num_dims // g
     key = jax.random.key(11)
-    naive = model.sample(params, key, 3, method="naive")
-    fixed, passes = model.sample(params, key, 3, method="fixed_point", with_passes=True)
-    np.testing.assert_array_equal(fixed, naive)
-    assert 1 <= int(passes) <= steps
-    # All but the last step given: one pass draws it and it is final.
     prompt = _prompt(model, 3)
-    out, passes = model.sample(
-        params,
-        key,
-        3,
-        method="fixed_point",
-        prompt=prompt,
-        prompt_dims=model.num_dims - g,
-        with_passes=True,
+    naive = _draw(model, params, key, "naive")
+    fixed, passes = _draw(model, params, key, "fixed_point")
+    np.testing.assert_array_equal(fixed, naive)
+    assert 1 <= passes <= steps
+    # All but the last step given: one pass draws it and it is final.
+    out, passes = _draw(model, params, key, "fixed_point", prompt, model.num_dims - g)
+    assert passes == 1
+    np.testing.assert_array_equal(
+        out, _draw(model, params, key, "naive", prompt, model.num_dims - g)
     )
-    assert int(passes) == 1
-    want = model.sample(
-        params, key, 3, method="naive", prompt=prompt, prompt_dims=model.num_dims - g
-    )
-    np.testing.assert_array_equal(out, want)
     # Every step given: no pass at all, the prompt comes back.
-    out, passes = model.sample(
-        params,
-        key,
-        3,
-        method="fixed_point",
-        prompt=prompt,
-        prompt_dims=model.num_dims,
-        with_passes=True,
-    )
-    assert int(passes) == 0
+    out, passes = _draw(model, params, key, "fixed_point", prompt, model.num_dims)
+    assert passes == 0
     np.testing.assert_array_equal(out, prompt)
 
 
 def test_prompt_dims_zero_is_no_prompt():
     model, params = _tiny("transformer")
     key = jax.random.key(2)
-    a = model.sample(params, key, 3)
-    b = model.sample(params, key, 3, prompt=_prompt(model, 3), prompt_dims=0)
+    a = model.sample(params, key, 3, method="cached", with_log_prob=True)[0]
+    b = _draw(model, params, key, "cached", _prompt(model, 3), 0)
     np.testing.assert_array_equal(a, b)
 
 
@@ -176,9 +177,9 @@ def partial_inverse(dist):
 def test_temperature_one_reproduces_the_default_samples():
     model, params = _tiny("wavenet")
     key = jax.random.key(5)
-    default = model.sample(params, key, 3)
-    np.testing.assert_array_equal(model.sample(params, key, 3, temperature=1.0), default)
-    cold = model.sample(params, key, 3, temperature=0.02)  # nearly the mode at every step
+    default = model.sample(params, key, 3, with_log_prob=True)[0]
+    np.testing.assert_array_equal(_draw(model, params, key, "cached", temperature=1.0), default)
+    cold = _draw(model, params, key, "cached", temperature=0.02)  # nearly the mode at each step
     assert not np.array_equal(cold, default)
 
 
@@ -219,7 +220,7 @@ def test_bad_prompts_and_options_get_one_line_errors():
     model, params = _tiny("pixelcnn_pp")  # rgb: 3 channels drawn per step
     key, d = jax.random.key(0), model.num_dims
     good = _prompt(model, 3)
-    s = lambda **kw: model.sample(params, key, 3, **kw)
+    s = lambda **kw: model.sample(params, key, 3, with_log_prob=True, **kw)
     _one_line_error(
         r"prompt of shape \(3, 4, 4, 3\), got shape \(2, 4, 4, 3\)",
         s,
