@@ -21,7 +21,7 @@ import optax
 import pytest
 
 from jaxar import config as jaxar_config
-from jaxar import models, reporting, train
+from jaxar import models, objectives, reporting, train
 from jaxar.data import ArraySource, DataInfo
 from jaxar.data.pipeline import train_batches
 from jaxar.metrics import read_jsonl
@@ -218,6 +218,9 @@ class _ScaledModel:
     def log_prob(self, params, x, cond=None, *, train=False, rng=None):
         xf = x.astype(jnp.float32)
         return -jnp.sum(jnp.square(params["w"] - xf), axis=-1) * cond
+
+    def objective(self):
+        return objectives.Likelihood(self)
 
 
 def test_non_finite_step_leaves_the_state_unchanged():
