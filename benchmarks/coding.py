@@ -39,8 +39,7 @@ def _load(args):
         config, model, params, info, step, test_src = train.load_run(args.workdir)
         return config, model, params, test_src, f"{args.workdir} (step {step})"
     config = _config(args.config)
-    load_data = getattr(train, "load_data", None) or train._load_data  # before the runner
-    _, test_src, info = load_data(config)
+    _, test_src, info = train.load_data(config)
     model = train.build_model(config, info)
     return config, model, model.init(jax.random.key(0)), test_src, f"{args.config} (random weights)"
 

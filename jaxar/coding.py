@@ -570,8 +570,7 @@ def compress_run(
             )
         x, cond, what = _read_files(files, info)[:num], None, f"{len(files)} file(s)"
     else:
-        load_data = getattr(train, "load_data", None) or train._load_data  # before the runner
-        source = test_src if split == "test" else load_data(config)[0]
+        source = test_src if split == "test" else train.load_data(config)[0]
         x, cond = _split_data(config, model, source, num)
         what = f"{info.name} ({split})"
     model.check_input(x, cond)
