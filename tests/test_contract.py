@@ -39,7 +39,9 @@ def _conditional(name) -> int:
 
 def _setup(name, role="grey", num_levels=4, num_classes=0, seed=0):
     model = models.create_tiny(name, role, num_levels=num_levels, num_classes=num_classes)
-    params = randomize_params(model.init(jax.random.key(seed)), jax.random.key(seed + 1))
+    params = randomize_params(
+        model.init(jax.random.key(seed)), jax.random.key(seed + 1), fan_in=True
+    )
     x = jax.random.randint(jax.random.key(seed + 2), (1, *model.event_shape), 0, num_levels)
     cond = model.sample_cond(1, class_label=1) if num_classes else None
     return model, params, x, cond
@@ -109,17 +111,19 @@ def test_assert_causal_catches_a_leak_across_the_batch():
     """A network that adds the batch mean of the input to its outputs passes the batched
     per-dimension check (every variant shares the statistic) but not the default check."""
     model, params, x, _ = _setup("pixelcnn")
-    clean = model.apply
     assert_causal(model, params, x[0])
+    leaky_model = models.create_tiny("pixelcnn")  # a fresh instance: its own jit cache
+    clean = leaky_model.apply
 
     def leaky(params, xs, cond=None, **kw):
         out = clean(params, xs, cond, **kw)
-        return out + jnp.mean(xs.astype(jnp.float32), axis=0)[..., None]
+        levels = jnp.arange(out.shape[-1], dtype=jnp.float32)
+        return out + jnp.mean(xs.astype(jnp.float32), axis=0)[..., None] * levels
 
-    model.apply = leaky
-    assert_causal(model, params, x[0], batch_check=False)  # hidden from the batched check
+    leaky_model.apply = leaky
+    assert_causal(leaky_model, params, x[0], batch_check=False)  # hidden from the batched check
     with pytest.raises(AssertionError, match="leaks across the batch"):
-        assert_causal(model, params, x[0])
+        assert_causal(leaky_model, params, x[0])
 
 
 @pytest.mark.parametrize("name", AUTOENCODERS)

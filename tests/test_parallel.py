@@ -26,13 +26,6 @@ def test_four_devices_match_one(one_device_run, tmp_path):
     _allclose(_params(str(one_device_run))[0], _params(str(tmp_path))[0])
 
 
-def test_gradient_accumulation_matches_full_batch(one_device_run, tmp_path):
-    train.train_and_evaluate(
-        tiny_config(num_steps=6, grad_accum_steps=2), str(tmp_path), devices=jax.devices()[:2]
-    )
-    _allclose(_params(str(one_device_run))[0], _params(str(tmp_path))[0])
-
-
 def test_checkpoint_from_four_devices_restores_and_continues_on_one(tmp_path):
     train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
     assert Checkpointer(str(tmp_path)).latest_step() == 4

@@ -523,3 +523,8 @@ def test_log_prob_refuses_an_empty_batch_and_names_non_finite_parameters():
     bad = jax.tree.unflatten(tree, [leaves[0].at[(0,) * leaves[0].ndim].set(jnp.nan), *leaves[1:]])
     with pytest.raises(ValueError, match="holds NaN or inf"):
         model.log_prob(bad, x)
+    with pytest.raises(ValueError, match="holds NaN or inf"):
+        model.sample(bad, jax.random.key(0), 2)
+    for num in (2.5, 0, True):
+        with pytest.raises(ValueError, match="num must be a positive whole number"):
+            model.sample(params, jax.random.key(0), num)

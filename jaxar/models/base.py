@@ -147,8 +147,16 @@ class AutoregressiveModel:
 
     def check_params(self, params) -> None:
         """Raise ValueError if any parameter is NaN or infinite, naming the first such one."""
-        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-            if _is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+        leaves = [
+            (path, leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+            if _is_concrete(leaf)
+        ]
+        flags = [jnp.all(jnp.isfinite(leaf)) for _, leaf in leaves]  # dispatched together
+        if not flags or bool(jnp.all(jnp.stack(flags))):
+            return
+        for (path, _), ok in zip(leaves, flags):
+            if not bool(ok):
                 raise ValueError(
                     f"{self.name}: parameter {jax.tree_util.keystr(path)} holds NaN or inf; "
                     "expected finite parameters (a diverged run? evaluate an earlier checkpoint)"
@@ -360,9 +368,10 @@ class AutoregressiveModel:
             raise ValueError(
                 f"{self.name}: with_passes=True needs method='fixed_point', got method={method!r}"
             )
-        if int(num) < 1:
-            raise ValueError(f"num must be a positive number of samples, got {num}")
+        if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+            raise ValueError(f"num must be a positive whole number of samples, got {num!r}")
         self.check_cond(cond, int(num))
+        self.check_params(params)
         temperature, top_p = self.check_sample_shaping(temperature, top_p)
         prompt, prompt_dims = self.check_prompt(prompt, prompt_dims, int(num))
         return self._sample_jit(
