@@ -1,10 +1,12 @@
 """The ``jaxar`` command: train, eval, sample, encode, models.
 
 jaxar train  --config FILE --workdir DIR [--config.KEY=VALUE ...]
-jaxar eval   --workdir DIR [--checkpoint best|latest|STEP]
+jaxar eval   --workdir DIR [--checkpoint best|latest|STEP] [--bits-map]
 jaxar sample --workdir DIR [--num N] [--class K] [--method cached|naive|fixed_point] [--out STEM]
              [--temperature T] [--top_p P] [--prompt-rows K | --prompt-seconds S] [--completions M]
 jaxar encode --workdir VQVAE_DIR [--checkpoint best|latest|STEP]
+jaxar compress --workdir DIR --output FILE [--split test] [--num N] [FILE.png|.wav|.npy ...]
+jaxar decompress FILE --workdir DIR --output OUT_DIR
 jaxar models
 
 A prior trained on ``codes:VQVAE_DIR`` (two-stage generation, see jaxar.two_stage): ``sample``
@@ -24,7 +26,7 @@ from ml_collections import config_flags
 
 __all__ = ["main"]
 
-COMMANDS = ("train", "eval", "sample", "encode", "models")
+COMMANDS = ("train", "eval", "sample", "encode", "compress", "decompress", "models")
 FLAGS = flags.FLAGS
 
 
@@ -38,8 +40,15 @@ def _define_flags(command: str) -> None:
         "XLA compilation cache directory, or 'off'; default: the config's compilation_cache, "
         "else $JAXAR_COMPILATION_CACHE, else ~/.cache/jaxar/xla.",
     )
-    if command in ("eval", "encode"):
+    if command in ("eval", "encode", "compress", "decompress"):
         flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
+    if command == "eval":
+        flags.DEFINE_bool("bits-map", False, "Also write maps of the bits at every position.")
+    if command in ("compress", "decompress"):
+        flags.DEFINE_string("output", None, "The coded file (compress) or folder (decompress).")
+    if command == "compress":
+        flags.DEFINE_string("split", "test", "The split to code (without files): train or test.")
+        flags.DEFINE_integer("num", None, "Code only the first N examples.")
     if command == "sample":
         flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
         flags.DEFINE_integer("num", 64, "Number of samples.")
@@ -106,6 +115,20 @@ def _eval(argv):
         model_state=state.model_state,
     )
     print(f"{model.name} step {step}{model.objective().report(metrics, info, len(test_src))}")
+    if FLAGS["bits-map"].value:
+        from jaxar import bitsmap
+
+        paths = bitsmap.write_bits_maps(
+            model,
+            state.eval_params,
+            test_src,
+            info,
+            os.path.join(FLAGS.workdir, "bits_map"),
+            batch_size=config.eval_batch_size,
+            binarize=config.data.binarize,
+            seed=config.seed,
+        )
+        print("\n".join(paths))
     vqvae_dir = two_stage.prior_run_dir(config.data.name)
     if vqvae_dir is not None:
         bound = two_stage.image_bound(metrics["test/nll_nats"], two_stage.read_meta(vqvae_dir))
@@ -185,6 +208,30 @@ def _encode(argv):
     )
 
 
+def _compress(argv):
+    from jaxar import coding
+
+    if FLAGS.output is None:
+        raise app.UsageError("--output FILE is required")
+    files = argv[1:] or None
+    coding.compress_run(
+        FLAGS.workdir,
+        FLAGS.output,
+        split=FLAGS.split,
+        num=FLAGS.num,
+        files=files,
+        checkpoint=FLAGS.checkpoint,
+    )
+
+
+def _decompress(argv):
+    from jaxar import coding
+
+    if len(argv) != 2 or FLAGS.output is None:
+        raise app.UsageError("expected: jaxar decompress FILE --workdir DIR --output OUT_DIR")
+    coding.decompress_file(argv[1], FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint)
+
+
 def _models(argv):
     from jaxar import models
 
@@ -200,14 +247,21 @@ def main(argv: list[str] | None = None) -> None:
     command = argv.pop(1)
     _define_flags(command)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    run = {"train": _train, "eval": _eval, "sample": _sample, "encode": _encode, "models": _models}
-    run = run[command]
+    run = {
+        "train": _train,
+        "eval": _eval,
+        "sample": _sample,
+        "encode": _encode,
+        "compress": _compress,
+        "decompress": _decompress,
+        "models": _models,
+    }[command]
 
     def entry(rest):
         # absl routes every library's INFO lines to stderr; keep jaxar's, quiet the rest.
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("jaxar").setLevel(logging.INFO)
-        if command in ("eval", "sample", "encode") and FLAGS.workdir is None:
+        if command not in ("train", "models") and FLAGS.workdir is None:
             raise app.UsageError("--workdir is required")
         from jaxar.compilation import enable_compilation_cache
 

@@ -167,6 +167,22 @@ def test_cli_end_to_end(tmp_path):
     assert np.load(f"{tmp_path}/s.npy").shape == (3, 8, 8, 1)
     r = _cli("sample", f"--workdir={workdir}", "--class=3", cwd=repo)
     assert r.returncode != 0 and "unconditional" in r.stderr
+    # Bits maps, and lossless coding of the first test images with the run's model.
+    r = _cli("eval", f"--workdir={workdir}", "--bits-map", cwd=repo)
+    assert r.returncode == 0 and os.path.exists(os.path.join(workdir, "bits_map")), r.stderr[-3000:]
+    coded = str(tmp_path / "digits.jxr")
+    r = _cli("compress", f"--workdir={workdir}", "--num=8", f"--output={coded}", cwd=repo)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "decoded"
+    r = _cli("decompress", coded, f"--workdir={workdir}", f"--output={out}", cwd=repo)
+    assert r.returncode == 0, r.stderr[-3000:]
+    test_x = np.stack([e["x"] for e in (train.load_data(tiny_config())[1][i] for i in range(8))])
+    np.testing.assert_array_equal(np.load(out / "decoded.npy"), test_x)
+    data = bytearray(open(coded, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(coded, "wb").write(bytes(data))
+    r = _cli("decompress", coded, f"--workdir={workdir}", f"--output={out}", cwd=repo)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-3000:]
     r = _cli("train", f"--config={cfg}", f"--workdir={workdir}", "--config.model.widht=3", cwd=repo)
     assert r.returncode != 0 and "unknown config key 'model.widht'" in r.stderr
     assert "num_blocks" in r.stderr
