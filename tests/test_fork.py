@@ -6,12 +6,11 @@ import importlib
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from test_train import _cli  # the CLI in a subprocess, as a user runs it
 
 from jaxar import config as jaxar_config
 from jaxar import models
@@ -49,18 +48,6 @@ def test_the_example_passes_the_contract(fork_module, role):
     assert_causal(model, params, x[0])
     samples = assert_cached_matches_naive(model, params, jax.random.key(3), 2)
     assert_teacher_forced_matches_full(model, params, samples)
-
-
-def _cli(*args, cwd):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxar.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_the_example_trains_evaluates_and_samples_through_the_cli(tmp_path):

@@ -19,9 +19,7 @@ from jaxar.testing import (
 
 
 def tiny(image_shape, num_levels=4, **kw):
-    c = image_shape[-1]
-    hp = dict(features=4 * c, num_blocks=2, output_features=2 * c, first_kernel=3)
-    hp.update(kw)
+    hp = {**jaxar.models.tiny_spec("pixelcnn").hparams_for(image_shape), **kw}
     return jaxar.create("pixelcnn", image_shape=image_shape, num_levels=num_levels, **hp)
 
 

@@ -16,7 +16,7 @@ from jaxar.nn.shifted import (
 )
 from jaxar.testing import assert_cached_matches_naive, assert_teacher_forced_matches_full
 
-TINY = dict(num_resnets=1, features=8, num_mixtures=2, dropout=0.0)
+TINY = models.tiny_spec("pixelcnn_pp").hparams  # the registered tiny sizes
 RGB = dict(image_shape=(4, 4, 3), num_classes=3, **TINY)
 GREY = dict(image_shape=(4, 8, 1), **TINY)
 

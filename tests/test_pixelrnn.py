@@ -38,9 +38,7 @@ def random_params(init, *args, seed=0, scale=1.0):
 
 
 def tiny(kind, image_shape, num_levels=4, **kw):
-    c = image_shape[-1]
-    hp = dict(hidden=2 * c, num_layers=2, output_features=2 * c)
-    hp.update(kw)
+    hp = {**jaxar.models.tiny_spec(kind).hparams_for(image_shape), **kw}
     return jaxar.create(kind, image_shape=image_shape, num_levels=num_levels, **hp)
 
 

@@ -11,14 +11,13 @@ against the full batch; a non-finite step leaving the state unchanged; bits vs n
 import math
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_train import _cli  # the CLI in a subprocess, as a user runs it
 
 from jaxar import config as jaxar_config
 from jaxar import models, objectives, reporting, train
@@ -272,18 +271,6 @@ def _run_config(**overrides):
     for key, value in overrides.items():
         c[key] = value
     return c
-
-
-def _cli(*args, cwd):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxar.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

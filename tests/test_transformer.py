@@ -24,8 +24,7 @@ from jaxar.testing import (
 
 
 def tiny(image_shape, num_levels=4, **kw):
-    hp = dict(num_layers=2, num_heads=2, embed_dim=8, mlp_ratio=2.0)
-    hp.update(kw)
+    hp = {**jaxar.models.tiny_spec("transformer").hparams, **kw}
     return jaxar.create("transformer", image_shape=image_shape, num_levels=num_levels, **hp)
 
 

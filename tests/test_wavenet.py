@@ -14,10 +14,8 @@ from jaxar.distributions import mu_law_decode, mu_law_encode
 from jaxar.nn.wavenet import CausalConv1D, layers_to_cover, receptive_field
 from jaxar.testing import assert_teacher_forced_matches_full, randomize_params
 
-TINY = dict(
-    length=24, num_levels=16, residual_channels=8, gate_channels=8, skip_channels=8,
-    kernel_size=3, num_cycles=2, layers_per_cycle=3,
-)  # fmt: skip
+# The registered tiny sizes, over a longer clip with more levels.
+TINY = dict(length=24, num_levels=16, **jaxar.models.tiny_spec("wavenet").hparams)
 
 
 def _model(**kw):
