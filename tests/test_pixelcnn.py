@@ -23,13 +23,6 @@ def tiny(image_shape, num_levels=4, **kw):
     return jaxar.create("pixelcnn", image_shape=image_shape, num_levels=num_levels, **hp)
 
 
-def test_causal_every_position_rgb(rng):
-    model = tiny((4, 4, 3))
-    params = randomize_params(model.init(rng), jax.random.key(1))
-    x = jax.random.randint(jax.random.key(2), model.event_shape, 0, 4)
-    assert_causal(model, params, x)
-
-
 def test_causal_class_conditional(rng):
     model = tiny((3, 3, 1), num_classes=3)
     params = randomize_params(model.init(rng), jax.random.key(1))

@@ -185,7 +185,7 @@ def test_encoding_writes_codes_and_the_codes_loader_reads_them(two_stage_runs):
     src = load(f"codes:{vq_dir}", "test")
     assert len(src) == 297 and src.info.event_shape == (4, 4, 1) and src.info.num_levels == 16
     assert src.info.num_classes == 10 and 0 <= src[0]["label"] < 10
-    _, model, variables, _, _ = two_stage._load_vqvae(vq_dir)
+    _, model, variables, _, _ = two_stage._load_autoencoder(vq_dir)
     images = load("digits", "test")
     x = np.stack([images[i]["x"] for i in range(5)]).astype(np.int32)
     codes = np.stack([src[i]["x"][..., 0] for i in range(5)])
@@ -267,7 +267,7 @@ def test_resume_of_a_vqvae_run_is_exact(tmp_path, monkeypatch):
 def test_bad_input_is_named(tmp_path, two_stage_runs):
     with pytest.raises(FileNotFoundError, match="jaxar encode"):
         load(f"codes:{tmp_path}", "train")
-    with pytest.raises(ValueError, match="expected a vqvae run"):
+    with pytest.raises(ValueError, match="expected a run of an autoencoder"):
         two_stage.encode_run(two_stage_runs["prior_dir"])
     with pytest.raises(ValueError, match="divisible by 2\\^num_downsamples"):
         train.build_model(vqvae_config(**{"model.num_downsamples": 4}), load("digits", "test").info)

@@ -44,9 +44,13 @@ def state_shapes(config, model) -> TrainState:
     it). Even a data-initialised model is set up from a dummy batch here."""
     tx, _ = make_optimizer(config)
     zeros = lambda tree: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
-    x = jnp.zeros((1, *model.event_shape), jnp.int32)
     key = jax.random.key(0)
-    params = zeros(jax.eval_shape(lambda: model.init_from_data(key, x, model.dummy_cond(1))))
+
+    def init():  # the dummy batch is made inside the trace: its values are never inspected
+        x = jnp.zeros((1, *model.event_shape), jnp.int32)
+        return model.init_from_data(key, x, model.dummy_cond(1))
+
+    params = zeros(jax.eval_shape(init))
     model_state = zeros(jax.eval_shape(lambda: model.objective().init_state(key)))
     return new_state(params, tx, config.ema_decay > 0, model_state)
 
