@@ -10,7 +10,10 @@ than 0.005 per 100 steps, while the train figure keeps falling (1.74 at 800): 60
 evaluation every 100 show the useful part of the curve. (The earlier 1,500-step quickstart was
 flat from step 500: 1.8256, 1.8253, 1.8269.)
 
-Result: QUICKSTART_PENDING
+Result (2026-11-30, AMD EPYC 2-core CPU with nothing else running, fresh clone at e15a2e7,
+``jaxar train`` as above): exact test bits/dim over the 297 test digits 2.102, 1.922, 1.870,
+1.847, 1.839 and 1.836 (81.4 nats per image) at steps 100 to 600, falling at every evaluation;
+the whole command (start-up, compiles, training, evaluations, samples) took 51 s.
 """
 
 from jaxar import config as jaxar_config

@@ -21,7 +21,9 @@ Smoke variant (crops of 1,000 samples, 2 cycles of 5 layers of 16 channels, 40 s
 the wav source, training, exact test bits per sample and cached sampling to WAV in minutes):
     jaxar train --config experiments/configs/wavenet_speech.py:runlocal \
         --workdir runs/wavenet_runlocal
-Result of the smoke variant: RESULT_PENDING
+Result of the smoke variant (2026-11-30, 2-core CPU loaded by other jobs, working tree between
+e09c744 and 41d0c5a): 7.997 exact test bits per sample (5543.1 nats per 1,000-sample window)
+after 40 steps; a smoke test (8 bits is a uniform guess over the 256 levels).
 """
 
 import ml_collections
