@@ -37,17 +37,27 @@ def randomize_params(params, key: jax.Array, scale: float = 0.5, *, fan_in: bool
     """Normal random values for every parameter, biases included, so nothing is zero by
     accident (zero-initialised biases can hide a leak). With ``fan_in``, weight matrices and
     kernels (2 or more dimensions) are scaled by ``1 / sqrt(fan in)``, which keeps deep
-    networks' outputs of order one (their float32 rounding stays small too)."""
+    networks' outputs of order one (their float32 rounding stays small too).
+
+    ``params`` may hold arrays or only their shapes (``jax.eval_shape(model.init, key)``):
+    nothing but shapes and dtypes is read, so a test need not compile the model's ``init``.
+    The draws are one jitted computation from ``rbg`` keys derived from ``key`` (XLA compiles
+    a threefry draw per parameter slowly on CPU)."""
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
+    shapes = [(tuple(leaf.shape), jnp.dtype(leaf.dtype)) for leaf in leaves]
 
-    def draw(k, leaf):
-        std = scale
-        if fan_in and leaf.ndim > 1:
-            std = scale / float(np.sqrt(np.prod(leaf.shape[:-1])))
-        return std * jax.random.normal(k, leaf.shape, leaf.dtype)
+    @jax.jit
+    def draw_all(key):
+        rbg = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+        out = []
+        for k, (shape, dtype) in zip(jax.random.split(rbg, len(shapes)), shapes, strict=True):
+            std = scale
+            if fan_in and len(shape) > 1:
+                std = scale / float(np.sqrt(np.prod(shape[:-1])))
+            out.append((std * jax.random.normal(k, shape, jnp.float32)).astype(dtype))
+        return out
 
-    return treedef.unflatten([draw(k, leaf) for k, leaf in zip(keys, leaves)])
+    return treedef.unflatten(draw_all(key))
 
 
 def _batched(fn, xs, chunk: int):
@@ -59,15 +69,26 @@ def _repeat_cond(cond, n):
 
 
 def assert_batch_independent(
-    model, params, x, cond=None, *, atol: float = 1e-5, rtol: float = 1e-5, seed: int = 0
+    model,
+    params,
+    x,
+    cond=None,
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    seed: int = 0,
+    batch: int = 4,
 ):
-    """Assert that the conditionals of the single event ``x`` are the same scored alone and in a
-    batch with other (random) events, whichever those are: nothing flows between the examples
-    of a batch (batch statistics, a mean over the batch, ...). The tolerance is
-    ``atol + rtol * |log p|``: XLA may sum in another order for another batch size.
+    """Assert that the conditionals of the single event ``x`` are the same in a batch of
+    ``batch`` copies of ``x`` and in a batch of ``x`` with other (random) events, whichever
+    those are: nothing flows between the examples of a batch (batch statistics, a mean over the
+    batch, an example reading its neighbour, ...). Both batches have one shape, so the model is
+    compiled once. The tolerance is ``atol + rtol * |log p|``.
 
     ``cond`` is the conditioning of one example (batch of 1), or None.
     """
+    if batch < 2:
+        raise ValueError(f"assert_batch_independent needs a batch of at least 2, got {batch}")
     flat = np.asarray(x).reshape(1, -1)
     gen = np.random.default_rng(seed)
 
@@ -76,9 +97,9 @@ def assert_batch_independent(
         lp = model.log_prob(params, xs, _repeat_cond(cond, len(xs)), per_dim=True)
         return np.asarray(lp).reshape(len(xs), -1)
 
-    alone = per_dim(flat)[0]
+    alone = per_dim(np.repeat(flat, batch, axis=0))[0]
     for trial in range(2):
-        others = gen.integers(0, model.num_levels, (3, flat.shape[1]), dtype=np.int64)
+        others = gen.integers(0, model.num_levels, (batch - 1, flat.shape[1]), dtype=np.int64)
         batched = per_dim(np.concatenate([flat, others]))
         err = np.abs(batched[0] - alone).max()
         if (np.abs(batched[0] - alone) > atol + rtol * np.abs(alone)).any():
@@ -98,24 +119,28 @@ def assert_causal(
     2. For every dimension ``j``, ``sum_v p(x_j = v | x_<j)``, each term computed with ``x_j = v``
        in the input, is 1: the conditional of ``x_j`` does not read ``x_j``.
 
-    Both checks score many variants of ``x`` in one batch, which is only sound if examples do
+    Both checks score many variants of ``x`` in batches, which is only sound if examples do
     not interact, so :func:`assert_batch_independent` runs first (``batch_check=False`` skips
-    it). ``cond`` is the conditioning of one example (batch of 1), or None.
+    it). Every batch has one size (the last is padded with copies of ``x``): one compilation.
+    ``cond`` is the conditioning of one example (batch of 1), or None.
     """
-    if batch_check:
-        assert_batch_independent(model, params, x, cond, atol=atol)
     flat = np.asarray(x).reshape(-1)
     d, levels = flat.size, model.num_levels
+    size = min(chunk, d * levels)
+    if batch_check:
+        assert_batch_independent(model, params, x, cond, atol=atol, batch=max(size, 2))
 
     def per_dim(xs):
+        pad = (-len(xs)) % size
+        xs = np.concatenate([xs, np.repeat(flat[None], pad, axis=0)])
         xs = jnp.asarray(xs.reshape((len(xs), *model.event_shape)), jnp.int32)
         lp = model.log_prob(params, xs, _repeat_cond(cond, len(xs)), per_dim=True)
-        return lp.reshape(len(xs), d)
+        return np.asarray(lp).reshape(len(xs), d)[: len(xs) - pad]
 
     # Every (dimension, value) variant of x: variants[j * L + v] has x_j = v.
     variants = np.repeat(flat[None], d * levels, axis=0)
     variants[np.arange(d * levels), np.repeat(np.arange(d), levels)] = np.tile(np.arange(levels), d)
-    lp = _batched(per_dim, variants, chunk).reshape(d, levels, d)
+    lp = _batched(per_dim, variants, size).reshape(d, levels, d)
     base = lp[np.arange(d), flat]  # (d, d): each row is log p at x itself
     for j in range(d):
         bad = np.flatnonzero((np.abs(lp[j, :, :j] - base[j, None, :j]) > atol).any(0))

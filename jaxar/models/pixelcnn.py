@@ -113,7 +113,7 @@ class PixelCNN(AutoregressiveModel):
 
 @register(
     "pixelcnn",
-    tiny=lambda c: dict(features=4 * c, num_blocks=2, output_features=2 * c, first_kernel=3),
+    tiny=lambda c: dict(features=4 * c, num_blocks=2, output_features=4 * c, first_kernel=3),
 )
 def pixelcnn(
     image_shape=(28, 28, 1),

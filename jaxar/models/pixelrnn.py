@@ -186,7 +186,9 @@ def _build(
     )
 
 
-_TINY = lambda c: dict(hidden=2 * c, num_layers=2, output_features=2 * c)
+# Four hidden units per colour group before the logits: with two, a random draw can leave
+# both ReLUs dead and the network constant.
+_TINY = lambda c: dict(hidden=2 * c, num_layers=2, output_features=4 * c)
 
 
 @register("row_lstm", tiny=_TINY)

@@ -173,9 +173,10 @@ class VQVAE(Autoencoder):
         self._encode = jax.jit(lambda v, x: self.net.apply(v, x, method=VQVAENet.encode))
         self._decode = jax.jit(lambda v, c: self.net.apply(v, c, method=VQVAENet.decode))
         self._nll = jax.jit(self._nll_fn)
+        self._variables = jax.jit(self._init_variables)  # op by op: one compilation per draw
 
     # ------------------------------------------------------------------ runner hooks
-    def _variables(self, rng):
+    def _init_variables(self, rng):
         x = jnp.zeros((1, *self.event_shape), jnp.int32)
         return self.net.init({"params": rng}, x)
 
