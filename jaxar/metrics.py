@@ -16,9 +16,14 @@ __all__ = ["MetricWriter", "read_jsonl", "truncate_jsonl"]
 
 
 class MetricWriter:
-    """Writes scalar metrics to ``DIR/metrics.jsonl`` and ``DIR/tensorboard``."""
+    """Writes scalar metrics to ``DIR/metrics.jsonl`` and ``DIR/tensorboard``.
 
-    def __init__(self, directory: str, enabled: bool = True):
+    ``purge_step``: a run resumed from step ``s`` passes ``s + 1``; TensorBoard then hides the
+    events of earlier event files at that step and later (the killed attempt's records past the
+    checkpoint), as :func:`truncate_jsonl` drops them from ``metrics.jsonl``.
+    """
+
+    def __init__(self, directory: str, enabled: bool = True, purge_step: int | None = None):
         self.enabled = enabled
         self.path = os.path.join(directory, "metrics.jsonl")
         self._tb = None
@@ -26,7 +31,13 @@ class MetricWriter:
             os.makedirs(directory, exist_ok=True)
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(directory, "tensorboard"))
+            # The event file is named by the second it was opened in, then this suffix: two
+            # attempts in one second would otherwise write one file (the first one lost).
+            self._tb = SummaryWriter(
+                os.path.join(directory, "tensorboard"),
+                purge_step=purge_step,
+                filename_suffix=f".{time.time_ns()}",
+            )
 
     def write(self, step: int, metrics: dict) -> None:
         if not self.enabled:

@@ -414,6 +414,39 @@ def _last_step(workdir):
     return steps[-1] if steps else 0
 
 
+def _tensorboard_steps(workdir, tag="train/grad_norm"):
+    """The steps of ``tag`` as TensorBoard shows them: the event files in name (time) order, and
+    a SessionLog START at step s drops every event read so far at step s or later."""
+    from tensorboardX.proto import event_pb2
+
+    steps = []
+    for name in sorted(os.listdir(os.path.join(workdir, "tensorboard"))):
+        data = open(os.path.join(workdir, "tensorboard", name), "rb").read()
+        at = 0
+        while at < len(data):
+            (length,) = np.frombuffer(data[at : at + 8], "<u8")
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + int(length)])
+            at += 16 + int(length)
+            if event.session_log.status == event_pb2.SessionLog.START:
+                steps = [s for s in steps if s < event.step]
+            steps += [event.step for v in event.summary.value if v.tag == tag]
+    return steps
+
+
+def test_a_resumed_run_hides_the_killed_attempts_tensorboard_records(tmp_path):
+    from jaxar.metrics import MetricWriter
+
+    first = MetricWriter(str(tmp_path))
+    for step in range(1, 6):
+        first.write(step, {"train/grad_norm": step})
+    first.close()
+    resumed = MetricWriter(str(tmp_path), purge_step=3)  # resumed from a checkpoint of step 2
+    for step in (3, 4):
+        resumed.write(step, {"train/grad_norm": step})
+    resumed.close()
+    assert _tensorboard_steps(str(tmp_path)) == [1, 2, 3, 4]
+
+
 def _weights(workdir, checkpoint="latest"):
     *_, state, _, step, _ = train.restore_run(workdir, checkpoint)
     return state, step
@@ -484,6 +517,51 @@ def test_sigterm_lock_and_damaged_checkpoint_end_to_end(tmp_path, cli_config):
         train.train_and_evaluate(tiny_config(**CLI_CONFIG, **{"model.features": 16}), run)
     assert "\n" not in str(e.value)
     assert open(os.path.join(run, "config.json")).read() == before
+
+
+CRASH_CONFIG = dict(num_steps=100, log_every=1, eval_every=20, checkpoint_every=10)
+
+
+def test_kills_inside_saves_and_at_a_random_step_resume_bit_identically(tmp_path):
+    """SIGKILL while orbax writes a latest and a best checkpoint, before a complete step is
+    sealed, and at a random moment; SIGTERM as a save begins. Every restart continues; the last
+    one ends with exactly the uninterrupted run's weights, each step logged once."""
+    config = tmp_path / "crash.py"
+    config.write_text(
+        f"import sys\nsys.path.insert(0, {TESTS!r})\nfrom test_train import tiny_config\n\n\n"
+        f"def get_config():\n    return tiny_config(**{CRASH_CONFIG!r})\n"
+    )
+    straight, run = str(tmp_path / "straight"), str(tmp_path / "run")
+    train.train_and_evaluate(tiny_config(**CRASH_CONFIG), straight)
+    args = ["train", f"--config={config}", f"--workdir={run}"]
+
+    def crash(where, step):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXAR_CRASH": f"{where}@{step}"}
+        worker = [sys.executable, os.path.join(TESTS, "crash_worker.py"), *args]
+        return subprocess.run(worker, capture_output=True, text=True, timeout=300, env=env)
+
+    for where, step in (("orbax", 10), ("seal", 20), ("best", 40)):
+        r = crash(where, step)
+        assert r.returncode == -signal.SIGKILL, (where, r.returncode, r.stderr[-3000:])
+        assert _last_step(run) >= step  # it got there before dying
+    r = crash("sigterm", 50)
+    assert r.returncode == PREEMPTED_EXIT_CODE, r.stderr[-3000:]
+    assert "SIGTERM: stopped at step 50" in r.stderr.strip().splitlines()[-1]
+    # An external SIGKILL at a random step (the process is polled: it may be a step later).
+    at = int(np.random.default_rng(14).integers(55, 80))
+    p = _cli(*args, wait=False)
+    t = time.perf_counter()
+    while _last_step(run) < at:
+        assert p.poll() is None and time.perf_counter() - t < 120, p.communicate()[1][-3000:]
+        time.sleep(0.01)
+    p.kill()
+    p.communicate()
+    assert p.returncode == -signal.SIGKILL and _last_step(run) < CRASH_CONFIG["num_steps"]
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jax.tree.map(np.testing.assert_array_equal, _weights(straight)[0], _weights(run)[0])
+    assert _train_steps(run) == list(range(1, CRASH_CONFIG["num_steps"] + 1))
+    assert _tensorboard_steps(run) == _train_steps(run)
 
 
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, cli_config):

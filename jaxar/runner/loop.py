@@ -167,7 +167,7 @@ def _train(config, workdir: str, mesh, guard: PreemptionGuard, changed) -> dict:
     if is_main:
         _save_config(config, workdir, start, changed)
         truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), start)
-    writer = MetricWriter(workdir, enabled=is_main)
+    writer = MetricWriter(workdir, enabled=is_main, purge_step=start + 1)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     log.info("%r: %d parameters; %d devices; data %s", model, n_params, mesh.size, info)
 
