@@ -580,6 +580,16 @@ def test_bad_input_is_one_line_and_creates_nothing(tmp_path, cli_config):
     assert "afile" in line and "not a directory" in line, line
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs sysfs")
+def test_a_workdir_that_cannot_be_written_is_one_error_even_for_root():
+    """sysfs refuses new files and folders to every user, root included (whom os.access
+    would have let through)."""
+    with pytest.raises(PermissionError, match=r"^workdir /sys/kernel is not writable: \w"):
+        train.train_and_evaluate(tiny_config(), "/sys/kernel")
+    with pytest.raises(PermissionError, match=r"^workdir /sys/kernel/jaxar_run cannot be created"):
+        train.train_and_evaluate(tiny_config(), "/sys/kernel/jaxar_run")
+
+
 def test_truncate_jsonl_drops_records_past_the_restored_step(tmp_path):
     path = tmp_path / "metrics.jsonl"
     records = "".join(json.dumps({"step": s, "v": s}) + "\n" for s in (1, 2, 3, 4))

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 
 import jax
@@ -77,9 +78,15 @@ def _check_workdir(workdir: str) -> bool:
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise NotADirectoryError(f"workdir {workdir} exists and is not a directory")
     created = not os.path.exists(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    if not os.access(workdir, os.W_OK | os.X_OK):
-        raise PermissionError(f"workdir {workdir} is not writable")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise PermissionError(f"workdir {workdir} cannot be created: {e.strerror}") from None
+    # Write a file rather than ask os.access, which says yes to root on any permission bits.
+    try:
+        tempfile.TemporaryFile(dir=workdir).close()
+    except OSError as e:
+        raise PermissionError(f"workdir {workdir} is not writable: {e.strerror}") from None
     return created
 
 
