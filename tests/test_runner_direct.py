@@ -124,6 +124,17 @@ def test_learning_rate_at_chosen_steps_as_the_optimizer_applies_it(schedule):
     np.testing.assert_allclose([seen[t] for t in STEPS], want, rtol=1e-4, atol=1e-7)
 
 
+def test_no_warmup_starts_at_the_full_rate_and_a_one_step_cosine_ends_at_zero():
+    """Edges the chosen steps above miss (mutation testing found both unchecked)."""
+    for schedule in ("constant", "cosine", "exponential"):
+        _, sched = train.make_optimizer(_optim_config(schedule, warmup=0))
+        assert float(sched(0)) == pytest.approx(0.1), schedule
+    _, sched = train.make_optimizer(_optim_config("cosine", warmup=4, num_steps=5))
+    np.testing.assert_allclose(
+        [float(sched(t)) for t in range(7)], [0.0, 0.025, 0.05, 0.075, 0.1, 0.0, 0.0], atol=1e-7
+    )
+
+
 def _adam_mu(opt_state):
     found = [
         s
