@@ -16,6 +16,7 @@ import pytest
 
 import jaxar.models
 from jaxar import distributions
+from jaxar.testing import randomize_params
 from jaxar.models.wavenet import InverseCdfCategorical
 
 AR_NAMES = [
@@ -196,6 +197,19 @@ def test_nucleus_keeps_the_fewest_most_probable_values():
     draws = np.asarray(dist.sample_step(jax.random.key(1), logits, temperature=0.5))[:, 0]
     p = np.array([0.15, 0.5, 0.05, 0.3]) ** 2
     assert abs(np.mean(draws == 1) - p[1] / p.sum()) < 0.03
+
+
+def test_top_p_reaches_the_sampler_of_every_categorical_model():
+    """A nucleus of one value (top_p tiny) makes every step the most probable value: two keys
+    give one sample. (Mutation testing found a categorical that refused top_p unchecked.)"""
+    for name in ("pixelcnn", "wavenet"):
+        model = jaxar.models.create_tiny(name)
+        shapes = jax.eval_shape(model.init, jax.random.key(0))
+        params = randomize_params(shapes, jax.random.key(0), fan_in=True)  # no ties at init
+        a, b = (model.sample(params, jax.random.key(k), 2, top_p=1e-6) for k in (1, 2))
+        np.testing.assert_array_equal(a, b)
+        c, d = (model.sample(params, jax.random.key(k), 2) for k in (1, 2))
+        assert not np.array_equal(c, d), name
 
 
 def test_mixture_temperature_scales_logits_and_logistic_scales():
