@@ -16,8 +16,8 @@ import pytest
 
 import jaxar.models
 from jaxar import distributions
-from jaxar.testing import randomize_params
 from jaxar.models.wavenet import InverseCdfCategorical
+from jaxar.testing import randomize_params
 
 AR_NAMES = [
     n
