@@ -13,6 +13,8 @@ Result (2026-11-30, 2-core CPU shared with up to three other jobs, load 2-7): te
 bits/dim (1629.5 nats per image) over all 10,000 test images after 1,000 steps (train 2.975 at
 the last step); 1 h 42 min wall clock, of which the run was paused 25 min, and 72 min of CPU
 time (``/usr/bin/time``: 3,604 s user + 707 s system); about 1 step/s when it had the machine.
+Again at 9284e1e: test 2.9985 bits/dim (1629.49 nats per image), 34 min wall clock (about
+0.7 steps/s; a WaveNet run and the compression table shared the first 15 min).
 """
 
 from jaxar import config as jaxar_config
