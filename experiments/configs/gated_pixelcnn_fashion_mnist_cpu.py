@@ -9,7 +9,7 @@ Run:
 
 Result (2026-11-30, 2-core CPU shared with other jobs, load 2-5): test 3.275 bits/dim
 (1779.5 nats per image) over all 10,000 test images after 1,000 steps; 21 min wall clock.
-Again at 45e8ea3: test 3.2745 bits/dim (1779.47 nats per image), 17 min wall clock with a
+Again at 4e64a44: test 3.2745 bits/dim (1779.47 nats per image), 17 min wall clock with a
 niced mutation-testing job alongside.
 """
 

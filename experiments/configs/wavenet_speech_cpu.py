@@ -13,7 +13,7 @@ Result (2-core CPU, 2026-11-30, with short test runs alongside): test 4.533 bits
 went 7.84 (step 50) -> 4.76 (step 1,000). With ``--config.num_steps=2500
 --config.eval_every=2500 --config.checkpoint_every=500`` (workdir runs/wavenet_speech_cpu_2500):
 test 4.164 bits per sample (5772.9 nats per window), 15 min 16 s (1,143 s user + 526 s system).
-Again at 9284e1e (parameters now initialised by one jitted computation, which differs from
+Again at e7988fc (parameters now initialised by one jitted computation, which differs from
 the op-by-op one in the last float bits): test 4.525 bits per sample (6273.1 nats per window),
 8 min with a PixelCNN++ run sharing the two cores.
 """
