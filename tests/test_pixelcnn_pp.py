@@ -144,6 +144,35 @@ def test_weight_norm_with_data_dependent_init():
         models.create("pixelcnn_pp", data_init=True)
 
 
+def test_fan_in_init_is_pytorchs_default_draw_and_unit_init_is_unchanged():
+    """``weight_init="fan_in"``: every kernel (weight-norm direction v) and bias uniform in
+    +-1/sqrt(fan_in), the gain ||v|| so the effective kernel starts at v; "unit" keeps the
+    unit-norm filters with gain init_scale (0.1 on a block's last convolution) and zero bias."""
+    hp = dict(image_shape=(8, 8, 1), weight_norm=True, **{**TINY, "features": 16})
+    fan = models.create("pixelcnn_pp", weight_init="fan_in", **hp).init(jax.random.key(0))
+    unit = models.create("pixelcnn_pp", **hp).init(jax.random.key(0))
+    layers = [p for p in jax.tree.leaves(fan, is_leaf=lambda d: "kernel" in d) if "scale" in p]
+    assert len(layers) > 20
+    for p in layers:
+        v, g, b = (np.asarray(p[k]) for k in ("kernel", "scale", "bias"))
+        bound = 1.0 / np.sqrt(np.prod(v.shape[:-1]))
+        assert np.abs(v).max() <= bound and np.abs(v).max() > 0.9 * bound
+        assert np.abs(b).max() <= bound and b.std() > 0.3 * bound  # drawn (std bound/sqrt 3)
+        norms = np.sqrt(np.sum(np.square(v), axis=tuple(range(v.ndim - 1))))
+        np.testing.assert_allclose(g, norms, rtol=1e-6)
+    block = unit["GatedResnet_0"]
+    np.testing.assert_array_equal(np.asarray(block["conv_in"]["scale"]), 1.0)
+    np.testing.assert_array_equal(np.asarray(block["conv_out"]["scale"]), np.float32(0.1))
+    np.testing.assert_array_equal(np.asarray(block["conv_out"]["bias"]), 0.0)
+    plain = models.create("pixelcnn_pp", image_shape=(8, 8, 1), weight_init="fan_in", **TINY)
+    k = np.asarray(plain.init(jax.random.key(0))["u_in"]["kernel"])
+    assert np.abs(k).max() <= 1.0 / np.sqrt(np.prod(k.shape[:-1]))
+    with pytest.raises(ValueError, match="weight_init must be one of"):
+        models.create("pixelcnn_pp", weight_init="xavier")
+    with pytest.raises(ValueError, match="data_init=True means weight_init='data'"):
+        models.create("pixelcnn_pp", weight_norm=True, data_init=True, weight_init="fan_in")
+
+
 def test_bfloat16_compute_keeps_float32_params_and_likelihood(rgb_params):
     f32 = models.create("pixelcnn_pp", **RGB)
     bf16 = models.create("pixelcnn_pp", **{**RGB, "dtype": "bfloat16"})

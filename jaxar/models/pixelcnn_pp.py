@@ -21,9 +21,12 @@ Class conditioning (``num_classes > 0``) adds a learned per-block embedding of t
 every gated resnet block's gate pre-activations. Dropout (``dropout``) is applied inside every
 block when training, with masks drawn from one ``rbg`` key derived from the ``'dropout'`` rng
 (cheap to compile and to draw, unlike a threefry draw per block). Weight normalisation is
-optional (``weight_norm``), with data-dependent initialisation (``data_init``) when
-:meth:`PixelCNNPP.init` is given a batch; both are off by default (the reference code's
-data-dependent init is a known source of NaNs and long compiles).
+optional (``weight_norm``). ``weight_init`` picks the initialisation
+(:data:`jaxar.nn.shifted.WEIGHT_INITS`):
+``"unit"`` (unit-norm filters, gain 1, or 0.1 for a block's last convolution), ``"data"`` (the
+paper's data-dependent initialisation of the weight-norm gains and biases, from the batch
+:meth:`PixelCNNPP.init` is given) or ``"fan_in"`` (PyTorch's default fan-in uniform draw,
+which the public PyTorch implementation relies on).
 
 Sampling draws one pixel (all channels jointly) per step: by default with the cached decoder
 (:class:`CachedDecoder`, receptive-field-local work per pixel, as in Ramachandran et al. 2017,
@@ -46,6 +49,7 @@ from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
 from jaxar.nn.inputs import centered
 from jaxar.nn.shifted import (
+    WEIGHT_INITS,
     NIN,
     DownRightShiftedConv2D,
     DownRightShiftedConvTranspose2D,
@@ -81,13 +85,13 @@ class PixelCNNPPNet(nn.Module):
     dropout: float = 0.5
     num_classes: int = 0
     weight_norm: bool = False
-    data_init: bool = False
+    weight_init: str = "unit"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, cond=None, train: bool = False):
         f, dt = self.features, self.dtype
-        wn = dict(weight_norm=self.weight_norm, data_init=self.data_init, dtype=dt)
+        wn = dict(weight_norm=self.weight_norm, weight_init=self.weight_init, dtype=dt)
         block = lambda shift: GatedResnet(
             shift=shift, dropout=self.dropout, num_classes=self.num_classes, **wn
         )
@@ -169,23 +173,23 @@ class PixelCNNPP(AutoregressiveModel):
 
     @property
     def init_needs_data(self) -> bool:
-        """Data-dependent initialisation (``data_init``) reads a batch."""
-        return bool(self.net.data_init)
+        """Data-dependent initialisation (``weight_init="data"``) reads a batch."""
+        return self.net.weight_init == "data"
 
     def init_from_data(self, rng: jax.Array, x, cond=None):
-        return self.init(rng, x, cond) if self.net.data_init else self.init(rng)
+        return self.init(rng, x, cond) if self.init_needs_data else self.init(rng)
 
     def init(self, rng: jax.Array, x=None, cond=None):
         """Initialise the parameters from a PRNG key (one jitted computation).
 
-        With ``data_init=True`` (and ``weight_norm=True``) pass a batch of images ``x`` (and its
+        With ``weight_init="data"`` (and ``weight_norm=True``) pass a batch of images ``x`` (and its
         ``cond``): the weight-norm gains and biases are set from its statistics. Without it the
         network is initialised on a dummy image.
         """
         if x is None:
-            if self.net.data_init:
+            if self.init_needs_data:
                 raise ValueError(
-                    f"{self.name}: data_init=True needs a batch of images to initialise from: "
+                    f"{self.name}: weight_init='data' needs a batch of images to initialise from: "
                     "init(rng, x, cond), got x=None"
                 )
             x, cond = jnp.zeros((1, *self.event_shape), jnp.int32), self.dummy_cond(1)
@@ -482,6 +486,7 @@ def pixelcnn_pp(
     num_mixtures: int = 10,
     dropout: float = 0.5,
     weight_norm: bool = False,
+    weight_init: str = "unit",
     data_init: bool = False,
     dtype: str = "float32",
 ) -> PixelCNNPP:
@@ -489,8 +494,11 @@ def pixelcnn_pp(
 
     ``num_resnets`` gated resnet blocks per down stage (one more per up stage after the first),
     ``features`` per stream, ``num_mixtures`` logistic components per pixel, ``dropout`` rate
-    inside the blocks while training. ``weight_norm`` / ``data_init`` switch on weight
-    normalisation and its data-dependent initialisation (off by default). ``dtype`` is the
+    inside the blocks while training. ``weight_norm`` switches on weight normalisation;
+    ``weight_init`` is ``"unit"``, ``"data"`` (data-dependent, needs ``weight_norm``) or
+    ``"fan_in"`` (see the module docstring); ``data_init=True`` is the older spelling of
+    ``weight_init="data"``
+    (runs saved with it still load). ``dtype`` is the
     compute dtype ("float32" or "bfloat16"); parameters and the likelihood stay float32.
     """
     image_shape = tuple(int(d) for d in image_shape)
@@ -510,8 +518,18 @@ def pixelcnn_pp(
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    if data_init and not weight_norm:
-        raise ValueError("data_init=True initialises weight normalisation: set weight_norm=True")
+    if data_init:
+        if weight_init not in ("unit", "data"):
+            raise ValueError(
+                f"data_init=True means weight_init='data'; got it with weight_init={weight_init!r}"
+            )
+        weight_init = "data"
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
+    if weight_init == "data" and not weight_norm:
+        raise ValueError(
+            "weight_init='data' initialises weight normalisation: set weight_norm=True"
+        )
     net = PixelCNNPPNet(
         num_levels=num_levels,
         channels=c,
@@ -521,7 +539,7 @@ def pixelcnn_pp(
         dropout=float(dropout),
         num_classes=num_classes,
         weight_norm=bool(weight_norm),
-        data_init=bool(data_init),
+        weight_init=str(weight_init),
         dtype=jnp.dtype(dtype),
     )
     return PixelCNNPP(

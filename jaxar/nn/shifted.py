@@ -22,21 +22,32 @@ dilated by ``stride`` and padded so that the fine output ``(p, q)`` reads only c
 keeps both invariants across the U-net.
 
 Every convolution is NHWC with an explicit padding (one XLA convolution, nothing masked at
-run time). Weight normalisation (``w = g v / ||v||``) is optional and off by default; with
-``data_init=True`` its gain and bias are set from the statistics of the batch the network is
-initialised with, so that every layer's pre-activations start with zero mean and variance
-``init_scale ** 2``, as in the reference implementation.
+run time). Weight normalisation (``w = g v / ||v||``) is optional and off by default. Three
+initialisations (``weight_init``, one of :data:`WEIGHT_INITS`):
+
+* ``"unit"``: weight-norm directions ``v ~ N(0, 0.05^2)``, gain ``init_scale``, bias 0, so every
+  filter starts at norm ``init_scale`` (without weight norm: a fan-in normal kernel of variance
+  ``init_scale^2 / fan_in``);
+* ``"data"``: the gain and bias are set from the statistics of the batch the network is
+  initialised with, so that every layer's pre-activations start with zero mean and variance
+  ``init_scale ** 2``, as in the paper's TensorFlow code (needs weight norm);
+* ``"fan_in"``: PyTorch's default layer initialisation, which the public PyTorch PixelCNN++
+  relies on: kernel (``v``) and bias uniform in ``+-1/sqrt(fan_in)``, and with weight norm the
+  gain set to ``||v||`` so the effective kernel starts equal to ``v`` (``init_scale`` unused).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
+    "WEIGHT_INITS",
     "NIN",
     "DownRightShiftedConv2D",
     "DownRightShiftedConvTranspose2D",
@@ -50,6 +61,7 @@ __all__ = [
 ]
 
 _SHIFTS = ("down", "down_right")
+WEIGHT_INITS = ("unit", "data", "fan_in")  # see the module docstring
 
 
 def down_shift(x: jnp.ndarray) -> jnp.ndarray:
@@ -70,30 +82,48 @@ def concat_elu(x: jnp.ndarray) -> jnp.ndarray:
 class _WeightNormKernel(nn.Module):
     """Shared parameter logic: a plain kernel and bias, or a weight-normalised one."""
 
-    def _params(self, shape, apply_fn, features, init_scale, weight_norm, data_init):
+    def _params(self, shape, apply_fn, features, init_scale, weight_norm, init):
         """Return ``apply_fn(kernel) * scale + bias`` for the layer's parameters.
 
         ``apply_fn`` maps a float kernel of ``shape`` (output features last) to the layer's
-        output before bias.
+        output before bias. ``init`` is one of :data:`WEIGHT_INITS` (see the module docstring).
         """
+        if init not in WEIGHT_INITS:
+            raise ValueError(f"init must be one of {WEIGHT_INITS}, got {init!r}")
+        if init == "data" and not weight_norm:
+            raise ValueError("init='data' initialises weight normalisation: set weight_norm=True")
         pdt = self.param_dtype
+        fan_in = math.prod(shape[:-1])
+        bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default: kaiming_uniform(a=sqrt(5))
+        uniform = lambda key, s, dtype=pdt: jax.random.uniform(key, s, dtype, -bound, bound)
+        if init == "fan_in":
+            bias_init = lambda key: uniform(key, (features,))
+        else:
+            bias_init = lambda key: jnp.zeros((features,), pdt)
         if not weight_norm:
-            init = nn.initializers.variance_scaling(init_scale**2, "fan_in", "normal")
-            kernel = self.param("kernel", init, shape, pdt)
-            bias = self.param("bias", nn.initializers.zeros, (features,), pdt)
+            if init == "fan_in":
+                kernel = self.param("kernel", uniform, shape, pdt)
+            else:
+                init_fn = nn.initializers.variance_scaling(init_scale**2, "fan_in", "normal")
+                kernel = self.param("kernel", init_fn, shape, pdt)
+            bias = self.param("bias", bias_init)
             return apply_fn(kernel) + bias.astype(self.dtype)
-        v = self.param("kernel", nn.initializers.normal(0.05), shape, pdt)
+        v_init = uniform if init == "fan_in" else nn.initializers.normal(0.05)
+        v = self.param("kernel", v_init, shape, pdt)
         sq = jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)))
         y = apply_fn(v * lax.rsqrt(sq + 1e-12))  # unit-norm filters
-        if data_init and self.is_initializing():
+        if init == "data" and self.is_initializing():
             stats = y.astype(jnp.float32).reshape(-1, features)
             g0 = init_scale * lax.rsqrt(jnp.var(stats, axis=0) + 1e-10)
             b0 = -jnp.mean(stats, axis=0) * g0
+            g = self.param("scale", lambda _: g0.astype(pdt))
+            b = self.param("bias", lambda _: b0.astype(pdt))
+        elif init == "fan_in":  # the effective kernel starts equal to v, as torch's weight_norm
+            g = self.param("scale", lambda _: jnp.sqrt(sq).astype(pdt))
+            b = self.param("bias", bias_init)
         else:
-            g0 = jnp.full((features,), init_scale, jnp.float32)
-            b0 = jnp.zeros((features,), jnp.float32)
-        g = self.param("scale", lambda _: g0.astype(pdt))
-        b = self.param("bias", lambda _: b0.astype(pdt))
+            g = self.param("scale", lambda _: jnp.full((features,), init_scale, pdt))
+            b = self.param("bias", bias_init)
         return y * g.astype(self.dtype) + b.astype(self.dtype)
 
 
@@ -108,7 +138,7 @@ class ShiftedConv2D(_WeightNormKernel):
         ``"down_right"`` (output ``(r, c)`` sees the window ending at ``(r, c)``).
       strides: 1, or the down-sampling factor (the output is ``ceil(H / s) x ceil(W / s)``).
       transpose: up-sample by ``strides`` instead (output ``s H x s W``).
-      weight_norm, data_init, init_scale: see the module docstring; ``init_scale`` scales the
+      weight_norm, weight_init, init_scale: see the module docstring; ``init_scale`` scales the
         initial output standard deviation (0.1 for the last convolution of a resnet block).
       dtype: compute dtype; parameters are kept in ``param_dtype``.
     """
@@ -119,7 +149,7 @@ class ShiftedConv2D(_WeightNormKernel):
     strides: int = 1
     transpose: bool = False
     weight_norm: bool = False
-    data_init: bool = False
+    weight_init: str = "unit"
     init_scale: float = 1.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -175,7 +205,7 @@ class ShiftedConv2D(_WeightNormKernel):
 
         shape = (kh, kw, x.shape[-1], self.features)
         return self._params(
-            shape, apply, self.features, self.init_scale, self.weight_norm, self.data_init
+            shape, apply, self.features, self.init_scale, self.weight_norm, self.weight_init
         )
 
 
@@ -214,7 +244,7 @@ class NIN(_WeightNormKernel):
 
     features: int
     weight_norm: bool = False
-    data_init: bool = False
+    weight_init: str = "unit"
     init_scale: float = 1.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -225,7 +255,7 @@ class NIN(_WeightNormKernel):
         apply = lambda kernel: jnp.dot(x, kernel.astype(self.dtype))
         shape = (x.shape[-1], self.features)
         return self._params(
-            shape, apply, self.features, self.init_scale, self.weight_norm, self.data_init
+            shape, apply, self.features, self.init_scale, self.weight_norm, self.weight_init
         )
 
 
@@ -246,7 +276,7 @@ class GatedResnet(nn.Module):
     dropout: float = 0.0
     num_classes: int = 0
     weight_norm: bool = False
-    data_init: bool = False
+    weight_init: str = "unit"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -254,7 +284,7 @@ class GatedResnet(nn.Module):
         """``dropout_rng`` (optional) replaces the block's draw from the ``'dropout'`` stream."""
         f = x.shape[-1]
         kernel = (2, 3) if self.shift == "down" else (2, 2)
-        wn = dict(weight_norm=self.weight_norm, data_init=self.data_init, dtype=self.dtype)
+        wn = dict(weight_norm=self.weight_norm, weight_init=self.weight_init, dtype=self.dtype)
         h = ShiftedConv2D(f, kernel, self.shift, name="conv_in", **wn)(concat_elu(x))
         if aux is not None:
             h = h + NIN(f, name="aux", **wn)(concat_elu(aux))
