@@ -101,9 +101,8 @@ def run_jaxar(args, seed: int, init: str, train, test, order) -> dict:
         losses.append(float(loss))  # blocks: the step is timed whole
         times.append(time.perf_counter() - t0)
     lp = jax.jit(lambda p, x: jnp.sum(model.log_prob(p, x)))
-    nats = sum(
-        float(lp(params, jnp.asarray(test[i : i + 200], jnp.int32))) for i in range(0, len(test), 200)
-    )
+    chunks = [jnp.asarray(test[i : i + 200], jnp.int32) for i in range(0, len(test), 200)]
+    nats = sum(float(lp(params, x)) for x in chunks)
     return {
         "side": "jaxar",
         "init": init,

@@ -62,11 +62,10 @@ def main(argv=None) -> None:
     torch.Tensor.cuda = lambda self, *a, **k: self  # the peer's loss moves a buffer to the GPU
     sys.path.insert(0, args.peer)
     _load_peer_utils(args.peer)
-    from model import PixelCNN  # the peer's  # noqa: E402
-    from utils import discretized_mix_logistic_loss_1d  # the peer's  # noqa: E402
+    from model import PixelCNN  # the peer's
+    from utils import discretized_mix_logistic_loss_1d  # the peer's
 
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
     net = PixelCNN(
         nr_resnet=args.resnets,
         nr_filters=args.filters,

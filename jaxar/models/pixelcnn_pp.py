@@ -49,8 +49,8 @@ from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
 from jaxar.nn.inputs import centered
 from jaxar.nn.shifted import (
-    WEIGHT_INITS,
     NIN,
+    WEIGHT_INITS,
     DownRightShiftedConv2D,
     DownRightShiftedConvTranspose2D,
     DownShiftedConv2D,

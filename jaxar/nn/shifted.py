@@ -47,8 +47,8 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
-    "WEIGHT_INITS",
     "NIN",
+    "WEIGHT_INITS",
     "DownRightShiftedConv2D",
     "DownRightShiftedConvTranspose2D",
     "DownShiftedConv2D",
