@@ -111,6 +111,35 @@ def test_fixed_point_without_prompt_and_its_pass_count():
     np.testing.assert_array_equal(out, prompt)
 
 
+def test_the_public_samplers_defaults_draw_the_models_own_distribution():
+    """``jaxar.sampling`` called directly, options left at their defaults, gives exactly
+    ``model.sample``'s draws: temperature 1, no nucleus, and a prompt without ``prompt_dims``
+    keeps nothing."""
+    from functools import partial
+
+    from jaxar import sampling
+
+    model, params = _tiny("pixelcnn")
+    key, n = jax.random.key(5), 3
+    want = model.sample(params, key, n, method="naive").reshape(n, -1)
+    forward = partial(model.apply, params, cond=None)
+    step = sampling.naive_step_fn(forward, model.distribution, model.event_shape)
+    run = jax.jit(
+        lambda prompt: sampling.scan_sample(
+            step, (), model.distribution, key, n, model.num_dims, prompt=prompt
+        )[0]
+    )
+    np.testing.assert_array_equal(run(None), want)
+    np.testing.assert_array_equal(run(_prompt(model, n)), want)
+    fixed = jax.jit(
+        lambda prompt: sampling.fixed_point_sample(
+            forward, model.distribution, model.event_shape, key, n, prompt=prompt
+        )[0]
+    )
+    np.testing.assert_array_equal(fixed(None), want)
+    np.testing.assert_array_equal(fixed(_prompt(model, n)), want)
+
+
 def test_prompt_dims_zero_is_no_prompt():
     model, params = _tiny("transformer")
     key = jax.random.key(2)
