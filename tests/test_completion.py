@@ -109,6 +109,12 @@ def test_fixed_point_without_prompt_and_its_pass_count():
     out, passes = _draw(model, params, key, "fixed_point", prompt, model.num_dims)
     assert passes == 0
     np.testing.assert_array_equal(out, prompt)
+    # A network that ignores its input settles at once: the first pass draws every step, the
+    # second changes nothing and the loop stops there (not after one pass per step).
+    flat = jax.tree.map(jnp.zeros_like, params)
+    out, passes = _draw(model, flat, key, "fixed_point")
+    assert steps > 2 and passes == 2
+    np.testing.assert_array_equal(out, _draw(model, flat, key, "naive"))
 
 
 def test_the_public_samplers_defaults_draw_the_models_own_distribution():
