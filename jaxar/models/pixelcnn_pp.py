@@ -500,9 +500,8 @@ def pixelcnn_pp(
     inside the blocks while training. ``weight_norm`` switches on weight normalisation;
     ``weight_init`` is ``"unit"``, ``"data"`` (data-dependent, needs ``weight_norm``) or
     ``"fan_in"`` (see the module docstring); ``data_init=True`` is the older spelling of
-    ``weight_init="data"``
-    (runs saved with it still load). ``dtype`` is the
-    compute dtype ("float32" or "bfloat16"); parameters and the likelihood stay float32.
+    ``weight_init="data"`` (runs saved with it still load). ``dtype`` is the compute dtype
+    ("float32" or "bfloat16"); parameters and the likelihood stay float32.
     """
     image_shape = tuple(int(d) for d in image_shape)
     if len(image_shape) != 3:

@@ -89,9 +89,11 @@ class _WeightNormKernel(nn.Module):
         output before bias. ``init`` is one of :data:`WEIGHT_INITS` (see the module docstring).
         """
         if init not in WEIGHT_INITS:
-            raise ValueError(f"init must be one of {WEIGHT_INITS}, got {init!r}")
+            raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {init!r}")
         if init == "data" and not weight_norm:
-            raise ValueError("init='data' initialises weight normalisation: set weight_norm=True")
+            raise ValueError(
+                "weight_init='data' initialises weight normalisation: set weight_norm=True"
+            )
         pdt = self.param_dtype
         fan_in = math.prod(shape[:-1])
         bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default: kaiming_uniform(a=sqrt(5))
