@@ -15,7 +15,10 @@ logistic mixture (:class:`jaxar.distributions.DiscretizedLogisticMixture`) over 
 function (its own loss is printed beside, as a check). jaxar's side is the library's model,
 ``log_prob`` and the runner's loss (mean nats per dimension) with optax; one run per seed and
 per ``--inits`` entry (``weight_init``: ``unit``, ``data``, ``fan_in``; see
-:mod:`jaxar.nn.shifted`).
+:mod:`jaxar.nn.shifted`). The entry ``peer`` starts jaxar from the peer's own initial weights
+of that seed (the driver writes them; :func:`params_from_peer` maps them, and the run stops
+unless jaxar's loss on the first batch equals the peer's to 1e-5): it separates the
+initialisation from the training step, since both sides then start from the same function.
 
 The peer runs in a subprocess (``benchmarks/peers/pixel_cnn_pp_torch.py``, one thread) after
 jaxar's runs of the same seed. Pin the whole command to one core (``taskset -c 1``) for
@@ -46,6 +49,7 @@ import optax
 from jaxar import models
 from jaxar.data import sources
 from jaxar.distributions import DiscretizedLogisticMixture
+from jaxar.nn.shifted import WEIGHT_INITS
 
 __all__ = ["main"]
 
@@ -67,7 +71,86 @@ def _test_bits(dist, outputs: np.ndarray, x: np.ndarray, chunk: int = 200) -> fl
     return -nats / x.size / math.log(2.0)
 
 
-def run_jaxar(args, seed: int, init: str, train, test, order) -> dict:
+def params_from_peer(template: dict, state, num_resnets: int) -> dict:
+    """jaxar ``pixelcnn_pp`` parameters (weight norm) equal, as a function, to the peer's.
+
+    ``template``: jaxar's parameter tree (for the shapes); ``state``: the peer's
+    ``state_dict`` as numpy arrays. Convolutions ``(out, in, kh, kw)`` become HWIO kernels
+    and 1x1 layers ``(out, in)`` become ``(in, out)``, with their gains (per output) as they
+    are. The peer's transposed convolutions ``(in, out, kh, kw)`` normalise per *input*
+    channel (torch's weight norm with ``dim=0``) and jaxar per output, so their effective
+    kernel, flipped (jaxar's is an input-dilated convolution), becomes ``v`` with the gain
+    ``||v||`` per output. The block order is the peer's: its up pass (jaxar's first pass),
+    then its down pass, ``u`` before ``ul``.
+    """
+
+    def layer(prefix, transposed=False):
+        v, g, b = (np.asarray(state[f"{prefix}.{k}"]) for k in ("weight_v", "weight_g", "bias"))
+        if transposed:
+            w = g * v / np.sqrt(np.sum(v**2, axis=(1, 2, 3), keepdims=True))
+            kernel = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
+            return {
+                "kernel": kernel,
+                "scale": np.sqrt(np.sum(kernel**2, axis=(0, 1, 2))),
+                "bias": b,
+            }
+        if v.ndim == 2:
+            return {"kernel": v.T, "scale": g[:, 0], "bias": b}
+        return {"kernel": v.transpose(2, 3, 1, 0), "scale": g.reshape(-1), "bias": b}
+
+    new = {
+        "u_in": layer("u_init.conv"),
+        "ul_in_up": layer("ul_init.0.conv"),
+        "ul_in_left": layer("ul_init.1.conv"),
+        "out": layer("nin_out.lin_a"),
+    }
+    blocks = []
+    for s in range(3):
+        for r in range(num_resnets):
+            blocks += [
+                (f"up_layers.{s}.u_stream.{r}", False),
+                (f"up_layers.{s}.ul_stream.{r}", True),
+            ]
+    for s in range(3):
+        for r in range(num_resnets + (s > 0)):
+            blocks += [
+                (f"down_layers.{s}.u_stream.{r}", True),
+                (f"down_layers.{s}.ul_stream.{r}", True),
+            ]
+    for k, (prefix, skip) in enumerate(blocks):
+        block = {
+            "conv_in": layer(f"{prefix}.conv_input.conv"),
+            "conv_out": layer(f"{prefix}.conv_out.conv"),
+        }
+        if skip:
+            block["aux"] = layer(f"{prefix}.nin_skip.lin_a")
+        new[f"GatedResnet_{k}"] = block
+    for i in range(2):
+        new[f"DownShiftedConv2D_{i}"] = layer(f"downsize_u_stream.{i}.conv")
+        new[f"DownRightShiftedConv2D_{i}"] = layer(f"downsize_ul_stream.{i}.conv")
+        new[f"DownShiftedConvTranspose2D_{i}"] = layer(f"upsize_u_stream.{i}.deconv", True)
+        new[f"DownRightShiftedConvTranspose2D_{i}"] = layer(f"upsize_ul_stream.{i}.deconv", True)
+
+    def put(t, src, path):
+        if set(t) != set(src):
+            raise ValueError(
+                f"{path or 'params'}: jaxar has {sorted(t)}, the mapping {sorted(src)}"
+            )
+        out = {}
+        for key, val in t.items():
+            if isinstance(val, dict):
+                out[key] = put(val, src[key], f"{path}/{key}")
+                continue
+            a = np.asarray(src[key], np.float32)
+            if a.shape != val.shape:
+                raise ValueError(f"{path}/{key}: jaxar's shape {val.shape}, the peer's {a.shape}")
+            out[key] = jnp.asarray(a)
+        return out
+
+    return put(template, new, "")
+
+
+def run_jaxar(args, seed: int, init: str, train, test, order, peer_init=None) -> dict:
     model = models.create(
         "pixelcnn_pp",
         image_shape=train.shape[1:],
@@ -76,11 +159,19 @@ def run_jaxar(args, seed: int, init: str, train, test, order) -> dict:
         num_mixtures=args.mixtures,
         dropout=args.dropout,
         weight_norm=True,
-        weight_init=init,
+        weight_init="fan_in" if init == "peer" else init,
     )
     key = jax.random.key(seed)
     first = jnp.asarray(train[order[0]], jnp.int32)
     params = model.init(key, first) if model.init_needs_data else model.init(key)
+    if init == "peer":
+        params = params_from_peer(params, peer_init, args.resnets)
+        ours = float(-jnp.mean(model.log_prob(params, first)) / model.num_dims)
+        theirs = float(peer_init["first_batch_nats"])
+        if abs(ours - theirs) > 1e-5 * abs(theirs):
+            raise SystemExit(
+                f"the peer's initial weights do not map: first-batch loss {ours} vs {theirs}"
+            )
     tx = optax.adam(args.lr)
     opt_state = tx.init(params)
 
@@ -109,19 +200,30 @@ def run_jaxar(args, seed: int, init: str, train, test, order) -> dict:
         "seed": seed,
         "test_bits_per_dim": -nats / test.size / math.log(2.0),
         "train_bits_last_50": float(np.mean(losses[-50:]) / math.log(2.0)),
-        "step_s_median": statistics.median(times[5:]),
-        "step_s_min": min(times[5:]),
+        "step_s_median": statistics.median(times[5:] or times),
+        "step_s_min": min(times[5:] or times),
         "num_params": int(sum(v.size for v in jax.tree.leaves(params))),
     }
 
 
-def run_peer(args, seed: int, data_dir: str, test) -> dict:
-    out = os.path.join(data_dir, f"peer_{seed}.npz")
-    cmd = [
+def _driver(args, seed: int, data_dir: str, *out: str) -> list[str]:
+    return [
         args.peer_python, DRIVER, "--peer", args.peer, "--data", data_dir, "--seed", str(seed),
-        "--out", out, "--resnets", str(args.resnets), "--filters", str(args.filters),
+        *out, "--resnets", str(args.resnets), "--filters", str(args.filters),
         "--mixtures", str(args.mixtures), "--dropout", str(args.dropout), "--lr", str(args.lr),
     ]  # fmt: skip
+
+
+def peer_initial_weights(args, seed: int, data_dir: str) -> dict:
+    """The peer's initial ``state_dict`` of ``seed`` and its loss on the first batch."""
+    out = os.path.join(data_dir, f"peer_init_{seed}.npz")
+    subprocess.run(_driver(args, seed, data_dir, "--init-out", out), check=True)
+    return dict(np.load(out))
+
+
+def run_peer(args, seed: int, data_dir: str, test) -> dict:
+    out = os.path.join(data_dir, f"peer_{seed}.npz")
+    cmd = _driver(args, seed, data_dir, "--out", out)
     subprocess.run(cmd, check=True)
     r = np.load(out)
     dist = DiscretizedLogisticMixture(args.mixtures, 256, 1)
@@ -133,8 +235,8 @@ def run_peer(args, seed: int, data_dir: str, test) -> dict:
         "test_bits_per_dim": _test_bits(dist, r["outputs"], test),
         "peer_own_test_bits_per_dim": float(r["peer_test_nats"]) / test.size / math.log(2.0),
         "train_bits_last_50": float(np.mean(r["train_loss"][-50:]) / math.log(2.0)),
-        "step_s_median": float(np.median(times[5:])),
-        "step_s_min": float(np.min(times[5:])),
+        "step_s_median": float(np.median(times[5:] if len(times) > 5 else times)),
+        "step_s_min": float(np.min(times[5:] if len(times) > 5 else times)),
         "num_params": int(r["num_params"]),
         "command": shlex.join(cmd),
     }
@@ -143,7 +245,8 @@ def run_peer(args, seed: int, data_dir: str, test) -> dict:
 def summary(rows: list[dict]) -> str:
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(r["side"] if r["side"] == "peer" else f"jaxar {r['init']}", []).append(r)
+        name = r["side"] if r["side"] == "peer" else f"jaxar {r['init']}"
+        groups.setdefault(name.replace("jaxar peer", "jaxar from the peer's init"), []).append(r)
     lines = [
         "| side | test bits/dim, mean (spread) | per seed | step s, median | parameters |",
         "|---|---|---|---|---|",
@@ -177,11 +280,22 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--mixtures", type=int, default=5)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--out", default="", help="append one JSON line per run")
+    ap.add_argument(
+        "--no-peer-training",
+        action="store_true",
+        help="skip the peer's own runs (e.g. its rows of these seeds are in --out already)",
+    )
     args = ap.parse_args(argv)
     if args.peer and not os.path.isfile(os.path.join(args.peer, "model.py")):
         raise SystemExit(f"--peer must be a checkout of pclucas14/pixel-cnn-pp, got {args.peer!r}")
     seeds = [int(s) for s in args.seeds.split(",")]
     inits = [s for s in args.inits.split(",") if s]
+    bad = [i for i in inits if i not in (*WEIGHT_INITS, "peer")]
+    if bad or ("peer" in inits and not args.peer):
+        raise SystemExit(
+            f"--inits takes {', '.join(WEIGHT_INITS)} or peer (which needs --peer), "
+            f"got {args.inits!r}"
+        )
     train = np.asarray(sources.load(args.data, "train").x[: args.train], np.uint8)
     test = np.asarray(sources.load(args.data, "test").x[: args.test], np.uint8)
     if train.shape[-1] != 1:
@@ -198,8 +312,11 @@ def main(argv=None) -> list[dict]:
         for seed in seeds:
             order = _orders(len(train), args.batch, args.steps, seed)
             np.save(os.path.join(data_dir, f"order_{seed}.npy"), order)
-            runs = [lambda i=i: run_jaxar(args, seed, i, train, test, order) for i in inits]
-            if args.peer:
+            peer_init = peer_initial_weights(args, seed, data_dir) if "peer" in inits else None
+            runs = [
+                lambda i=i: run_jaxar(args, seed, i, train, test, order, peer_init) for i in inits
+            ]
+            if args.peer and not args.no_peer_training:
                 runs.append(lambda: run_peer(args, seed, data_dir, test))
             for run in runs:
                 row = run()

@@ -3,6 +3,7 @@
 Run with a Python that has torch (this file needs only torch and numpy, never jaxar):
 
     PY pixel_cnn_pp_torch.py --peer CHECKOUT --data DIR --seed S --out FILE.npz
+    PY pixel_cnn_pp_torch.py --peer CHECKOUT --data DIR --seed S --init-out FILE.npz
 
 It builds the peer's ``PixelCNN`` (``model.py``) for grey images and trains it with the peer's
 own loss (``utils.discretized_mix_logistic_loss_1d``, summed over the batch, as its ``main.py``
@@ -49,7 +50,8 @@ def main(argv=None) -> None:
     ap.add_argument("--peer", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--init-out", default="", help="write the initial weights here and exit")
     ap.add_argument("--resnets", type=int, default=1)
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--mixtures", type=int, default=5)
@@ -76,6 +78,8 @@ def main(argv=None) -> None:
         if isinstance(m, torch.nn.Dropout2d):
             m.p = args.dropout
     num_params = sum(p.numel() for p in net.parameters())
+    if not (args.out or args.init_out):
+        raise SystemExit("give --out (train) or --init-out (initial weights only)")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
 
     to_input = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0 * 2.0 - 1.0).permute(
@@ -84,6 +88,13 @@ def main(argv=None) -> None:
     train = np.load(f"{args.data}/train.npy")
     order = np.load(f"{args.data}/order_{args.seed}.npy")
     dims = int(np.prod(train.shape[1:]))
+    if args.init_out:
+        with torch.no_grad():
+            x = to_input(train[order[0]])
+            first = float(discretized_mix_logistic_loss_1d(x, net(x))) / len(order[0]) / dims
+        state = {k: v.numpy() for k, v in net.state_dict().items()}
+        np.savez(args.init_out, first_batch_nats=np.asarray(first), **state)
+        return
     losses, times = [], []
     net.train()
     for idx in order:
