@@ -102,6 +102,9 @@ def test_mu_law_against_the_formula(levels):
         np.asarray(mu_law_decode(jnp.asarray(k), levels)), centres, atol=2e-6
     )
     np.testing.assert_array_equal(mu_law_encode_np(centres, levels), k)
+    if levels == 256:  # the defaults are 8-bit
+        np.testing.assert_array_equal(np.asarray(mu_law_encode(jnp.asarray(x, jnp.float32))), want)
+        np.testing.assert_allclose(np.asarray(mu_law_decode(jnp.asarray(k))), centres, atol=2e-6)
 
 
 # ---------------------------------------------------------------------------- audio

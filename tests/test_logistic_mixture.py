@@ -84,6 +84,56 @@ def test_parameter_layout():
         DiscretizedLogisticMixture(0)
 
 
+def test_log_prob_refuses_a_wrong_channel_count_or_a_wrong_shape_each_alone():
+    d = DiscretizedLogisticMixture(2, 256, 3)
+    params = jnp.zeros((2, 3, 4, 20))
+    expected = r"expected x of shape \(2, 3, 4, 3\) for parameters of shape \(2, 3, 4, 20\)"
+    for x_shape in [(2, 3, 4, 1), (2, 3, 5, 3)]:  # channels alone, positions alone
+        with pytest.raises(
+            ValueError, match=expected + rf", got \({', '.join(map(str, x_shape))}\)"
+        ):
+            d.log_prob(params, jnp.zeros(x_shape, jnp.int32))
+
+
+def test_the_default_is_8_bit_levels_and_sums_to_one_over_them():
+    dist = DiscretizedLogisticMixture(3, channels=1)
+    assert dist.num_levels == 256
+    params = jnp.asarray(_random_params(dist, 4, seed=5), jnp.float32)
+    x = jnp.arange(256, dtype=jnp.int32)[:, None, None]  # (256 levels, 1, C)
+    lp = dist.log_prob(
+        jnp.broadcast_to(params, (256, 4, dist.num_params)), jnp.broadcast_to(x, (256, 4, 1))
+    )
+    np.testing.assert_allclose(np.exp(np.asarray(lp, np.float64)).sum(axis=0)[:, 0], 1.0, atol=1e-5)
+
+
+def test_sampling_defaults_are_temperature_one_and_no_nucleus():
+    """``draw``/``sample_step`` called without ``temperature``/``top_p`` draw from the model
+    itself: the same values as with 1.0 given, and (power check) not those of 2.0."""
+    from jaxar.distributions import Categorical
+
+    key = jax.random.key(3)
+    mix = DiscretizedLogisticMixture(4, 256, 3)
+    params = jnp.asarray(_random_params(mix, 256, seed=4, scale=1.0), jnp.float32)
+    noise = mix.step_noise(key, params)
+    base = np.asarray(mix.draw(params, noise))
+    np.testing.assert_array_equal(base, np.asarray(mix.draw(params, noise, 1.0, 1.0)))
+    np.testing.assert_array_equal(base, np.asarray(mix.sample_step(key, params)))
+    assert np.mean(base != np.asarray(mix.draw(params, noise, 2.0))) > 0.25
+
+    cat = Categorical(16)
+    logits = jax.random.normal(jax.random.key(5), (256, 16)) * 2.0
+    np.testing.assert_array_equal(np.asarray(cat.shape_logits(logits)), np.asarray(logits))
+    g = cat.step_noise(key, logits)
+    want = np.asarray(jnp.argmax(g + logits, axis=-1))[:, None]
+    np.testing.assert_array_equal(np.asarray(cat.draw(logits, g)), want)
+    # With the defaults, sample_step is jax.random.categorical bit for bit (its docstring).
+    np.testing.assert_array_equal(
+        np.asarray(cat.sample_step(key, logits))[:, 0],
+        np.asarray(jax.random.categorical(key, logits)),
+    )
+    assert np.mean(np.asarray(cat.draw(logits, g, 2.0)) != want) > 0.05
+
+
 @pytest.mark.parametrize("kind", ["random", "extreme"])
 @pytest.mark.parametrize("channels", [3, 1])
 def test_every_conditional_sums_to_one_over_256_values(kind, channels):
