@@ -120,6 +120,9 @@ def test_sampling_defaults_are_temperature_one_and_no_nucleus():
     np.testing.assert_array_equal(base, np.asarray(mix.sample_step(key, params)))
     assert np.mean(base != np.asarray(mix.draw(params, noise, 2.0))) > 0.25
 
+    assert Categorical(2).num_levels == 2  # binary images: the smallest valid alphabet
+    with pytest.raises(ValueError, match="num_levels must be >= 2, got 1"):
+        Categorical(1)
     cat = Categorical(16)
     logits = jax.random.normal(jax.random.key(5), (256, 16)) * 2.0
     np.testing.assert_array_equal(np.asarray(cat.shape_logits(logits)), np.asarray(logits))
