@@ -121,6 +121,7 @@ def test_sampling_defaults_are_temperature_one_and_no_nucleus():
     assert np.mean(base != np.asarray(mix.draw(params, noise, 2.0))) > 0.25
 
     assert Categorical(2).num_levels == 2  # binary images: the smallest valid alphabet
+    assert DiscretizedLogisticMixture(1, 2, 1).num_levels == 2
     with pytest.raises(ValueError, match="num_levels must be >= 2, got 1"):
         Categorical(1)
     cat = Categorical(16)
