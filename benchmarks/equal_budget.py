@@ -65,6 +65,11 @@ def _orders(num_train: int, batch: int, steps: int, seed: int) -> np.ndarray:
     return np.concatenate(perms).reshape(-1, batch)[:steps]
 
 
+def _warm(times):
+    """The step times after the first five (compilation, warm-up), or all of a short run."""
+    return list(times[5:]) or list(times)
+
+
 def _test_bits(dist, outputs: np.ndarray, x: np.ndarray, chunk: int = 200) -> float:
     lp = jax.jit(lambda o, xx: jnp.sum(dist.log_prob(o, xx)))
     nats = sum(float(lp(outputs[i : i + chunk], x[i : i + chunk])) for i in range(0, len(x), chunk))
@@ -200,8 +205,8 @@ def run_jaxar(args, seed: int, init: str, train, test, order, peer_init=None) ->
         "seed": seed,
         "test_bits_per_dim": -nats / test.size / math.log(2.0),
         "train_bits_last_50": float(np.mean(losses[-50:]) / math.log(2.0)),
-        "step_s_median": statistics.median(times[5:] or times),
-        "step_s_min": min(times[5:] or times),
+        "step_s_median": statistics.median(_warm(times)),
+        "step_s_min": min(_warm(times)),
         "num_params": int(sum(v.size for v in jax.tree.leaves(params))),
     }
 
@@ -235,8 +240,8 @@ def run_peer(args, seed: int, data_dir: str, test) -> dict:
         "test_bits_per_dim": _test_bits(dist, r["outputs"], test),
         "peer_own_test_bits_per_dim": float(r["peer_test_nats"]) / test.size / math.log(2.0),
         "train_bits_last_50": float(np.mean(r["train_loss"][-50:]) / math.log(2.0)),
-        "step_s_median": float(np.median(times[5:] if len(times) > 5 else times)),
-        "step_s_min": float(np.min(times[5:] if len(times) > 5 else times)),
+        "step_s_median": float(np.median(_warm(times))),
+        "step_s_min": float(np.min(_warm(times))),
         "num_params": int(r["num_params"]),
         "command": shlex.join(cmd),
     }

@@ -106,6 +106,16 @@ def test_the_default_is_8_bit_levels_and_sums_to_one_over_them():
     np.testing.assert_allclose(np.exp(np.asarray(lp, np.float64)).sum(axis=0)[:, 0], 1.0, atol=1e-5)
 
 
+def test_two_levels_are_the_smallest_alphabet():
+    from jaxar.distributions import Categorical
+
+    assert Categorical(2).num_levels == 2  # binary images
+    assert DiscretizedLogisticMixture(1, 2, 1).num_levels == 2
+    for make in (Categorical, lambda n: DiscretizedLogisticMixture(1, n, 1)):
+        with pytest.raises(ValueError, match="num_levels must be >= 2, got 1"):
+            make(1)
+
+
 def test_sampling_defaults_are_temperature_one_and_no_nucleus():
     """``draw``/``sample_step`` called without ``temperature``/``top_p`` draw from the model
     itself: the same values as with 1.0 given, and (power check) not those of 2.0."""
@@ -120,10 +130,6 @@ def test_sampling_defaults_are_temperature_one_and_no_nucleus():
     np.testing.assert_array_equal(base, np.asarray(mix.sample_step(key, params)))
     assert np.mean(base != np.asarray(mix.draw(params, noise, 2.0))) > 0.25
 
-    assert Categorical(2).num_levels == 2  # binary images: the smallest valid alphabet
-    assert DiscretizedLogisticMixture(1, 2, 1).num_levels == 2
-    with pytest.raises(ValueError, match="num_levels must be >= 2, got 1"):
-        Categorical(1)
     cat = Categorical(16)
     logits = jax.random.normal(jax.random.key(5), (256, 16)) * 2.0
     np.testing.assert_array_equal(np.asarray(cat.shape_logits(logits)), np.asarray(logits))
