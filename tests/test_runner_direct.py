@@ -377,3 +377,29 @@ def test_cli_eval_prints_bits_and_nats_and_sample_uses_the_class(ema_run, tmp_pa
     np.testing.assert_array_equal(got, want)
     other = model.sample(state.ema_params, key, 3, cond=jnp.full((3,), 2, jnp.int32))
     assert not np.array_equal(got, other)
+
+
+def test_the_default_train_step_is_one_full_batch_step_with_the_average_at_the_weights():
+    # make_train_step(model, tx) with its defaults (as benchmarks/scaling.py calls it): no
+    # gradient accumulation (a batch of 3 rows cannot split into micro-batches), the update
+    # of the full batch's gradient, and an EMA, where the state has one, equal to the weights.
+    model = _ScaledModel()
+    tx = _record_grads()
+    params = {"w": jnp.array([0.5, -0.5], jnp.float32)}
+    state = train.TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema_params=jax.tree.map(jnp.zeros_like, params),
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+    x = jnp.array([[1, 2], [3, 0], [2, 2]], jnp.int32)
+    batch = {"x": x, "scale": jnp.ones((3,), jnp.float32)}
+    new, metrics = jax.jit(train.make_train_step(model, tx))(state, batch)
+    # loss = mean over rows of sum_j (w_j - x_j)^2 / 2 dims; its gradient is mean(w - x).
+    diff = np.asarray(params["w"]) - np.asarray(x, np.float32)
+    np.testing.assert_allclose(metrics["loss"], np.mean(np.sum(diff**2, axis=1)) / 2, rtol=1e-6)
+    want = np.mean(diff, axis=0)
+    np.testing.assert_allclose(new.opt_state["w"], want, rtol=1e-6)
+    np.testing.assert_allclose(new.params["w"], np.asarray(params["w"]) + want, rtol=1e-6)
+    np.testing.assert_array_equal(new.ema_params["w"], new.params["w"])
