@@ -403,3 +403,37 @@ def test_the_default_train_step_is_one_full_batch_step_with_the_average_at_the_w
     np.testing.assert_allclose(new.opt_state["w"], want, rtol=1e-6)
     np.testing.assert_allclose(new.params["w"], np.asarray(params["w"]) + want, rtol=1e-6)
     np.testing.assert_array_equal(new.ema_params["w"], new.params["w"])
+
+
+class _BatchMeanModel(_ScaledModel):
+    """A stand-in whose loss reads its whole batch (the batch mean of x), so one step on the
+    full batch and k micro-batches differ, by an amount computed here by hand."""
+
+    def cond_from_batch(self, batch):
+        return None
+
+    def log_prob(self, params, x, cond=None, *, train=False, rng=None):
+        mean = jnp.mean(x.astype(jnp.float32), axis=0)
+        return -jnp.sum(jnp.square(params["w"] - mean), axis=-1) * jnp.ones(x.shape[0])
+
+
+def test_grad_accumulation_splits_the_batch_into_rows_i_mod_k():
+    model = _BatchMeanModel()
+    tx = _record_grads()
+    params = {"w": jnp.array([0.5, -0.5], jnp.float32)}
+    x = np.array([[1, 2], [3, 0], [2, 2], [0, 5]], np.float32)
+    for k in (1, 2, 4):
+        state = train.TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            ema_params=None,
+            nonfinite_step=jnp.full((), -1, jnp.int32),
+        )
+        step = jax.jit(train.make_train_step(model, tx, grad_accum_steps=k))
+        new, metrics = step(state, {"x": jnp.asarray(x, jnp.int32)})
+        # Micro-batch i is rows i, i + k, ...: its loss is sum_j (w_j - mean_j)^2 / 2.
+        diffs = [np.asarray(params["w"]) - x[i::k].mean(axis=0) for i in range(k)]
+        loss = np.mean([np.sum(d**2) / 2 for d in diffs])
+        np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6, err_msg=f"k={k}")
+        np.testing.assert_allclose(new.opt_state["w"], np.mean(diffs, axis=0), rtol=1e-6)
