@@ -437,3 +437,40 @@ def test_grad_accumulation_splits_the_batch_into_rows_i_mod_k():
         loss = np.mean([np.sum(d**2) / 2 for d in diffs])
         np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6, err_msg=f"k={k}")
         np.testing.assert_allclose(new.opt_state["w"], np.mean(diffs, axis=0), rtol=1e-6)
+
+
+class _SqrtModel(_ScaledModel):
+    """A stand-in whose loss stays finite where its gradient is not: d sqrt|u| / du is NaN at
+    u = 0 (sign 0 times an infinite slope)."""
+
+    def cond_from_batch(self, batch):
+        return None
+
+    def log_prob(self, params, x, cond=None, *, train=False, rng=None):
+        return -jnp.sum(jnp.sqrt(jnp.abs(params["w"] - x.astype(jnp.float32))), axis=-1)
+
+
+def test_a_finite_loss_with_a_non_finite_gradient_is_skipped_and_step_0_is_remembered():
+    model = _SqrtModel()
+    tx = optax.sgd(0.1)
+    params = {"w": jnp.array([1.0, 2.0], jnp.float32)}
+    state = train.TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema_params=params,
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+    step = jax.jit(train.make_train_step(model, tx, ema_decay=0.5))
+    bad = {"x": jnp.array([[1, 2], [3, 0]], jnp.int32)}  # row 0 sits on w: NaN gradient
+    good = {"x": jnp.array([[3, 0], [0, 4]], jnp.int32)}
+    state, metrics = step(state, bad)
+    assert np.isfinite(float(metrics["loss"])) and not np.isfinite(float(metrics["grad_norm"]))
+    assert int(state.step) == 1 and int(state.nonfinite_step) == 0
+    for name in ("params", "ema_params"):
+        jax.tree.map(np.testing.assert_array_equal, getattr(state, name), params)
+    state, _ = step(state, bad)  # bad again at step 1: the first bad step, 0, is kept
+    assert int(state.step) == 2 and int(state.nonfinite_step) == 0
+    state, _ = step(state, good)  # and a good step moves on
+    assert not np.array_equal(state.params["w"], params["w"])
+    assert int(state.nonfinite_step) == 0
