@@ -250,7 +250,7 @@ def run_peer(args, seed: int, data_dir: str, test) -> dict:
 def summary(rows: list[dict]) -> str:
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        name = r["side"] if r["side"] == "peer" else f"jaxar {r['init']}"
+        name = r["side"] if r["side"] != "jaxar" else f"jaxar {r['init']}"
         groups.setdefault(name.replace("jaxar peer", "jaxar from the peer's init"), []).append(r)
     lines = [
         "| side | test bits/dim, mean (spread) | per seed | step s, median | parameters |",

@@ -15,7 +15,9 @@ only: its driver (``benchmarks/peers/gated_pixelcnn_torch.py``) feeds each grey 
 equal channels, as the peer's own data loader does for MNIST, and scores and trains the first
 channel, whose conditionals are the grey image's exact likelihood under the peer's model.
 jaxar's side is the library's ``gated_pixelcnn``, ``log_prob`` and the runner's loss (mean
-nats per dimension) with optax.
+nats per dimension) with optax. ``--peer-recipe own --no-jaxar`` trains the peer with its own
+``train.py`` optimizer settings instead (Adam 1e-4 with weight decay, clipping, a cyclic rate),
+to check that the common recipe is not what holds it back.
 
 The peer runs in a subprocess (one thread) after jaxar's run of the same seed. Pin the whole
 command to one core (``taskset -c 1``) for per-step times that compare (medians over the steps
@@ -107,7 +109,7 @@ def run_peer(args, seed: int, data_dir: str, test) -> dict:
         "--seed", str(seed), "--out", out, "--features", str(args.features),
         "--out-features", str(args.out_features), "--layers", str(args.layers),
         "--first-kernel", str(args.first_kernel), "--kernel", str(args.kernel),
-        "--lr", str(args.lr),
+        "--lr", str(args.lr), "--recipe", args.peer_recipe,
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
     r = np.load(out)
@@ -115,7 +117,7 @@ def run_peer(args, seed: int, data_dir: str, test) -> dict:
         raise SystemExit(f"the peer scored {r['test_nats'].shape} images, expected {len(test)}")
     times = r["step_seconds"]
     return {
-        "side": "peer",
+        "side": "peer" if args.peer_recipe == "equal" else "peer, its own recipe",
         "init": "peer",
         "seed": seed,
         "test_bits_per_dim": float(r["test_nats"].sum()) / test.size / math.log(2.0),
@@ -144,6 +146,12 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--first-kernel", type=int, default=7)
     ap.add_argument("--kernel", type=int, default=3)
     ap.add_argument("--no-jaxar", action="store_true", help="run the peer's side only")
+    ap.add_argument(
+        "--peer-recipe",
+        choices=["equal", "own"],
+        default="equal",
+        help="own: the peer trains with its train.py's optimizer settings instead (a check)",
+    )
     ap.add_argument("--out", default="", help="append one JSON line per run")
     args = ap.parse_args(argv)
     if args.peer and not os.path.isfile(os.path.join(args.peer, "pixelcnn", "model.py")):

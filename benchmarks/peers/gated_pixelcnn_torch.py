@@ -49,6 +49,13 @@ def main(argv=None) -> None:
     ap.add_argument("--levels", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-batch", type=int, default=100)
+    ap.add_argument(
+        "--recipe",
+        choices=["equal", "own"],
+        default="equal",
+        help="equal: Adam at a constant --lr; own: the peer's train.py defaults (Adam 1e-4, "
+        "weight decay 1e-4, gradient norm clipped to 1, CyclicLR 1e-4..1e-3 stepped per epoch)",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, args.peer)
     from pixelcnn.model import PixelCNN
@@ -65,7 +72,11 @@ def main(argv=None) -> None:
     )
     model = PixelCNN(cfg)
     num_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if args.recipe == "own":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CyclicLR(opt, 1e-4, 1e-3, cycle_momentum=False)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     train = np.load(f"{args.data}/train.npy")
     order = np.load(f"{args.data}/order_{args.seed}.npy")
 
@@ -77,12 +88,17 @@ def main(argv=None) -> None:
 
     model.train()
     losses, times = [], []
-    for idx in order:
+    per_epoch = len(train) // len(order[0])
+    for i, idx in enumerate(order):
         t0 = time.perf_counter()
         loss = nats(train[idx]).mean()
         opt.zero_grad()
         loss.backward()
+        if args.recipe == "own":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
         opt.step()
+        if args.recipe == "own" and (i + 1) % per_epoch == 0:
+            sched.step()
         losses.append(loss.item())
         times.append(time.perf_counter() - t0)
 
