@@ -1,5 +1,8 @@
 """The objectives' own contract: the metrics they plot and rank by are metrics they report,
-abstract methods are enforced, and the likelihood trains in training mode."""
+abstract methods are enforced, the likelihood trains in training mode, logs bits and samples
+with the method it is asked for."""
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -96,3 +99,43 @@ def test_the_likelihood_loss_runs_the_model_in_training_mode_with_the_step_key()
     np.testing.assert_allclose(loss, want, rtol=1e-6)
     assert abs(float(loss) + float(jnp.mean(model.log_prob(params, x))) / 2) > 1e-3
     assert state is None and metrics == {}
+
+
+def test_the_likelihood_logs_training_loss_in_bits_per_dimension():
+    obj = objectives.Likelihood(_DropoutModel())
+    record = obj.train_record(2.0 * np.log(2.0), {})  # a mean loss of 2 bits, in nats
+    assert record == {"train/bits_per_dim": pytest.approx(2.0, rel=1e-12)}
+
+
+class _Sampler:
+    """A stand-in that records how it is asked to sample and has conditioning examples."""
+
+    def __init__(self):
+        self.calls = []
+
+    def sampling_examples(self, source, num):
+        return {"x": np.full((num, 4, 4, 1), 2, np.int32)}
+
+    def sample_cond(self, num, class_label=None, examples=None):
+        return examples["x"]
+
+    def sample(self, params, rng, num, cond=None, method=None):
+        self.calls.append((num, method, cond.shape))
+        return np.ones((num, 4, 4, 1), np.int32)
+
+
+@pytest.mark.parametrize("method", ["naive", None])
+def test_likelihood_artefacts_use_the_asked_method_and_list_every_file(tmp_path, method):
+    from jaxar.data import DataInfo
+
+    model = _Sampler()
+    info = DataInfo("toy", (4, 4, 1), 4)
+    stem = str(tmp_path / "samples")
+    paths = objectives.Likelihood(model).write_artefacts(
+        {}, None, stem, rng=jax.random.key(0), num=3, source=None, info=info, method=method
+    )
+    assert model.calls == [(3, method, (3, 4, 4, 1))]
+    ref = str(tmp_path / "reference")
+    assert paths == [stem + ".npy", stem + ".png", ref + ".npy", ref + ".png"]
+    assert all(os.path.isfile(p) for p in paths)
+    np.testing.assert_array_equal(np.load(ref + ".npy"), model.sampling_examples(None, 3)["x"])
