@@ -63,6 +63,7 @@ def test_a_fork_objective_with_the_base_defaults_is_consistent():
     key = jax.random.key(0)
     _check_names(obj, {}, None, {"x": x, "mask": jnp.ones((2,), jnp.float32)}, key)
     assert obj.init_state(key) is None
+    assert isinstance(obj.artefact_stem, str) and obj.artefact_stem  # WORKDIR/STEM.*
 
 
 @pytest.mark.parametrize("missing", ["loss", "eval_sums", "summarize", "write_artefacts"])
