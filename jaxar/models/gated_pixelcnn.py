@@ -33,6 +33,10 @@ a full forward pass (``O(L k^2 F^2 H W)``) per sub-pixel.
 The first layer reads its windows straight from the image the sampler carries, so no cache ever
 holds a value computed from a not-yet-sampled dimension (with RGB, no feature of a pixel depends
 on its own last channel, so after the pixel's last step its cached features are final).
+
+At equal budget on Fashion-MNIST against anordertoreclaim/PixelCNN (PyTorch) at the same
+shape, this model with its default initialisation reached 3.384 test bits/dim against 4.284,
+ahead on each of 3 seeds (``benchmarks/equal_budget_gated.py``; README, "Results").
 """
 
 from __future__ import annotations
