@@ -8,10 +8,11 @@ causal convolution, so the logits at ``t`` depend on ``x_<t`` only. Then
 ``num_cycles * layers_per_cycle`` residual blocks (:class:`jaxar.nn.wavenet.ResidualBlock`) with
 dilations ``1, 2, ..., 2^(layers_per_cycle-1)`` repeated per cycle; their skip outputs are
 summed -> ReLU -> 1x1 -> ReLU -> 1x1 -> logits ``(B, T, num_levels)`` of a categorical.
-Initialisation is Flax's default (LeCun-normal kernels, a unit-normal embedding, zero
-biases), with no weight norm and no residual or skip rescaling: against r9y9/wavenet_vocoder
-(weight norm, Kaiming-normal kernels, sqrt(0.5) residual scaling) at the same size, crops and
-optimizer, it reached 4.524 test bits per sample against 4.706, ahead on each of 3 seeds
+Initialisation is Flax's default (LeCun-normal kernels, an embedding of standard deviation
+1 / sqrt(residual_channels), zero biases), with no weight norm and no residual or skip
+rescaling: against r9y9/wavenet_vocoder (weight norm, Kaiming-normal kernels, sqrt(0.5)
+residual scaling) at the same size, crops and optimizer, it reached 4.524 test bits per sample
+against 4.706, ahead on each of 3 seeds
 (``benchmarks/equal_budget_wavenet.py``; README, "Results").
 
 Conditioning enters every layer before the gate, ``tanh(W_f * x + V_f c) * sigmoid(W_g * x +
