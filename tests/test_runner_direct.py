@@ -474,3 +474,25 @@ def test_a_finite_loss_with_a_non_finite_gradient_is_skipped_and_step_0_is_remem
     state, _ = step(state, good)  # and a good step moves on
     assert not np.array_equal(state.params["w"], params["w"])
     assert int(state.nonfinite_step) == 0
+
+
+@pytest.mark.parametrize("distributed", [True, False])
+def test_the_runner_joins_a_multi_host_job_when_the_config_asks(tmp_path, monkeypatch, distributed):
+    # config.distributed reaches parallel.initialize before any work (the two-process test
+    # starts its workers through the environment variable, so it does not read the key).
+    from jaxar import parallel
+
+    asked = []
+
+    class _Stop(Exception):
+        pass
+
+    def initialize(enabled):
+        asked.append(enabled)
+        raise _Stop
+
+    monkeypatch.setattr(parallel, "initialize", initialize)
+    with pytest.raises(_Stop):
+        train.train_and_evaluate(_run_config(distributed=distributed), str(tmp_path / "run"))
+    assert asked == [distributed]
+    assert not (tmp_path / "run").exists()
