@@ -496,3 +496,17 @@ def test_the_runner_joins_a_multi_host_job_when_the_config_asks(tmp_path, monkey
         train.train_and_evaluate(_run_config(distributed=distributed), str(tmp_path / "run"))
     assert asked == [distributed]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_cuts_the_metrics_log_back_to_its_checkpoint(tmp_path):
+    # A run logged steps 3-4 but its step-4 checkpoint is lost (preempted before it landed):
+    # resumed from step 2, it logs steps 3-4 again, and each step appears once.
+    import shutil
+
+    workdir = str(tmp_path / "run")
+    config = _run_config(checkpoint_every=2, eval_every=2)
+    train.train_and_evaluate(config, workdir)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
+    train.train_and_evaluate(config, workdir)
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    assert [r["step"] for r in records if "train/bits_per_dim" in r] == [1, 2, 3, 4], records
