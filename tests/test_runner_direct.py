@@ -509,4 +509,10 @@ def test_a_resumed_run_cuts_the_metrics_log_back_to_its_checkpoint(tmp_path):
     shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
     train.train_and_evaluate(config, workdir)
     records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-    assert [r["step"] for r in records if "train/bits_per_dim" in r] == [1, 2, 3, 4], records
+    train_records = [r for r in records if "train/bits_per_dim" in r]
+    assert [r["step"] for r in train_records] == [1, 2, 3, 4], records
+    assert [r["step"] for r in records if "test/bits_per_dim" in r] == [2, 4], records
+    _, schedule = train.make_optimizer(config)
+    for r in train_records:  # the logged rate is the one that made step r["step"]
+        assert r["train/learning_rate"] == pytest.approx(float(schedule(r["step"] - 1)))
+        assert r["train/examples_per_sec"] == pytest.approx(32 * r["train/steps_per_sec"])
