@@ -155,6 +155,44 @@ def params_from_peer(template: dict, state, num_resnets: int) -> dict:
     return put(template, new, "")
 
 
+def train_adam(model, params, batches, lr: float, key=None):
+    """Adam at a constant ``lr`` over ``batches`` (integer arrays, one per step) with the
+    runner's loss, mean nats per dimension; in training mode (dropout) with a key per step
+    folded from ``key`` when one is given. Returns ``(params, losses, step_seconds)``, each
+    step timed whole (it blocks on its loss)."""
+    tx = optax.adam(lr)
+    training = key is not None
+    key = jax.random.key(0) if key is None else key
+
+    def loss_fn(p, x, rng):
+        return -jnp.mean(model.log_prob(p, x, train=training, rng=rng)) / model.num_dims
+
+    @jax.jit
+    def step(p, s, x, rng):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, rng)
+        updates, s = tx.update(g, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    opt_state = tx.init(params)
+    losses, times = [], []
+    for i, batch in enumerate(batches):
+        t0 = time.perf_counter()
+        x = jnp.asarray(batch, jnp.int32)
+        params, opt_state, loss = step(params, opt_state, x, jax.random.fold_in(key, i))
+        losses.append(float(loss))
+        times.append(time.perf_counter() - t0)
+    return params, losses, times
+
+
+def emit(row: dict, out: str, rows: list) -> None:
+    """Print ``row``, append it to ``out`` (JSON lines; none if empty) and to ``rows``."""
+    print(json.dumps(row), flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    rows.append(row)
+
+
 def run_jaxar(args, seed: int, init: str, train, test, order, peer_init=None) -> dict:
     model = models.create(
         "pixelcnn_pp",
@@ -177,25 +215,7 @@ def run_jaxar(args, seed: int, init: str, train, test, order, peer_init=None) ->
             raise SystemExit(
                 f"the peer's initial weights do not map: first-batch loss {ours} vs {theirs}"
             )
-    tx = optax.adam(args.lr)
-    opt_state = tx.init(params)
-
-    def loss_fn(p, x, rng):
-        return -jnp.mean(model.log_prob(p, x, train=True, rng=rng)) / model.num_dims
-
-    @jax.jit
-    def step(p, s, x, rng):
-        loss, g = jax.value_and_grad(loss_fn)(p, x, rng)
-        updates, s = tx.update(g, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
-    losses, times = [], []
-    for i, idx in enumerate(order):
-        t0 = time.perf_counter()
-        x = jnp.asarray(train[idx], jnp.int32)
-        params, opt_state, loss = step(params, opt_state, x, jax.random.fold_in(key, i))
-        losses.append(float(loss))  # blocks: the step is timed whole
-        times.append(time.perf_counter() - t0)
+    params, losses, times = train_adam(model, params, (train[i] for i in order), args.lr, key)
     lp = jax.jit(lambda p, x: jnp.sum(model.log_prob(p, x)))
     chunks = [jnp.asarray(test[i : i + 200], jnp.int32) for i in range(0, len(test), 200)]
     nats = sum(float(lp(params, x)) for x in chunks)
@@ -324,12 +344,7 @@ def main(argv=None) -> list[dict]:
             if args.peer and not args.no_peer_training:
                 runs.append(lambda: run_peer(args, seed, data_dir, test))
             for run in runs:
-                row = run()
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(row) + "\n")
-                rows.append(row)
+                emit(run(), args.out, rows)
     print(summary(rows))
     return rows
 

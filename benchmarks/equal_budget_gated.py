@@ -28,7 +28,6 @@ summary table is printed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -37,13 +36,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from equal_budget import _orders, _warm, summary
+from equal_budget import _orders, _warm, emit, summary, train_adam
 
 from jaxar import models
 from jaxar.data import sources
@@ -67,24 +64,7 @@ def run_jaxar(args, seed: int, train, test, order) -> dict:
     )
     key = jax.random.key(seed)
     params = model.init(key)
-    tx = optax.adam(args.lr)
-    opt_state = tx.init(params)
-
-    def loss_fn(p, x):
-        return -jnp.mean(model.log_prob(p, x)) / model.num_dims
-
-    @jax.jit
-    def step(p, s, x):
-        loss, g = jax.value_and_grad(loss_fn)(p, x)
-        updates, s = tx.update(g, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
-    losses, times = [], []
-    for idx in order:
-        t0 = time.perf_counter()
-        params, opt_state, loss = step(params, opt_state, jnp.asarray(train[idx], jnp.int32))
-        losses.append(float(loss))  # blocks: the step is timed whole
-        times.append(time.perf_counter() - t0)
+    params, losses, times = train_adam(model, params, (train[i] for i in order), args.lr)
     lp = jax.jit(lambda p, x: jnp.sum(model.log_prob(p, x)))
     nats = -sum(
         float(lp(params, jnp.asarray(test[i : i + 200], jnp.int32)))
@@ -178,12 +158,7 @@ def main(argv=None) -> list[dict]:
             if args.peer:
                 runs.append(lambda: run_peer(args, seed, data_dir, test))
             for run in runs:
-                row = run()
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(row) + "\n")
-                rows.append(row)
+                emit(run(), args.out, rows)
     print(summary(rows))
     return rows
 

@@ -27,7 +27,6 @@ end (its "bits/dim" column is bits per sample).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -36,13 +35,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from equal_budget import _warm, summary
+from equal_budget import _warm, emit, summary, train_adam
 
 from jaxar import models
 from jaxar.data import sources
@@ -79,24 +76,7 @@ def run_jaxar(args, seed: int, crops: np.ndarray, test: np.ndarray) -> dict:
     )
     key = jax.random.key(seed)
     params = model.init(key)
-    tx = optax.adam(args.lr)
-    opt_state = tx.init(params)
-
-    def loss_fn(p, x):
-        return -jnp.mean(model.log_prob(p, x)) / model.num_dims
-
-    @jax.jit
-    def step(p, s, x):
-        loss, g = jax.value_and_grad(loss_fn)(p, x)
-        updates, s = tx.update(g, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
-    losses, times = [], []
-    for batch in crops:
-        t0 = time.perf_counter()
-        params, opt_state, loss = step(params, opt_state, jnp.asarray(batch, jnp.int32))
-        losses.append(float(loss))  # blocks: the step is timed whole
-        times.append(time.perf_counter() - t0)
+    params, losses, times = train_adam(model, params, crops, args.lr)
     lp = jax.jit(lambda p, x: jnp.sum(model.log_prob(p, x, per_dim=True)[:, 1:]))
     nats = -sum(
         float(lp(params, jnp.asarray(test[i : i + args.eval_batch], jnp.int32)))
@@ -190,12 +170,7 @@ def main(argv=None) -> list[dict]:
             if args.peer:
                 runs.append(lambda: run_peer(args, seed, data_dir, test))
             for run in runs:
-                row = run()
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(row) + "\n")
-                rows.append(row)
+                emit(run(), args.out, rows)
     print(summary(rows))
     return rows
 
