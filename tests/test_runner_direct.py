@@ -216,6 +216,17 @@ def test_ema_recursion_by_hand():
     assert state.eval_params is state.ema_params
 
 
+def _fresh_state(params, tx, ema):
+    """A train state at step 0 with ``params``, ``tx``'s initial state and EMA ``ema``."""
+    return train.TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema_params=ema,
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+
 class _ScaledModel:
     """A stand-in model whose loss the batch can make infinite (``scale``)."""
 
@@ -237,13 +248,7 @@ def test_non_finite_step_leaves_the_state_unchanged():
     model = _ScaledModel()
     tx = optax.adam(0.1)
     params = {"w": jnp.array([0.5, -0.5], jnp.float32)}
-    state = train.TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=tx.init(params),
-        ema_params=params,
-        nonfinite_step=jnp.full((), -1, jnp.int32),
-    )
+    state = _fresh_state(params, tx, ema=params)
     step = jax.jit(train.make_train_step(model, tx, ema_decay=0.5))
     x = jnp.array([[1, 2], [3, 0]], jnp.int32)
     good = {"x": x, "scale": jnp.ones((2,), jnp.float32)}
@@ -386,13 +391,7 @@ def test_the_default_train_step_is_one_full_batch_step_with_the_average_at_the_w
     model = _ScaledModel()
     tx = _record_grads()
     params = {"w": jnp.array([0.5, -0.5], jnp.float32)}
-    state = train.TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=tx.init(params),
-        ema_params=jax.tree.map(jnp.zeros_like, params),
-        nonfinite_step=jnp.full((), -1, jnp.int32),
-    )
+    state = _fresh_state(params, tx, ema=jax.tree.map(jnp.zeros_like, params))
     x = jnp.array([[1, 2], [3, 0], [2, 2]], jnp.int32)
     batch = {"x": x, "scale": jnp.ones((3,), jnp.float32)}
     new, metrics = jax.jit(train.make_train_step(model, tx))(state, batch)
@@ -423,13 +422,7 @@ def test_grad_accumulation_splits_the_batch_into_rows_i_mod_k():
     params = {"w": jnp.array([0.5, -0.5], jnp.float32)}
     x = np.array([[1, 2], [3, 0], [2, 2], [0, 5]], np.float32)
     for k in (1, 2, 4):
-        state = train.TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=tx.init(params),
-            ema_params=None,
-            nonfinite_step=jnp.full((), -1, jnp.int32),
-        )
+        state = _fresh_state(params, tx, ema=None)
         step = jax.jit(train.make_train_step(model, tx, grad_accum_steps=k))
         new, metrics = step(state, {"x": jnp.asarray(x, jnp.int32)})
         # Micro-batch i is rows i, i + k, ...: its loss is sum_j (w_j - mean_j)^2 / 2.
@@ -454,13 +447,7 @@ def test_a_finite_loss_with_a_non_finite_gradient_is_skipped_and_step_0_is_remem
     model = _SqrtModel()
     tx = optax.sgd(0.1)
     params = {"w": jnp.array([1.0, 2.0], jnp.float32)}
-    state = train.TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=tx.init(params),
-        ema_params=params,
-        nonfinite_step=jnp.full((), -1, jnp.int32),
-    )
+    state = _fresh_state(params, tx, ema=params)
     step = jax.jit(train.make_train_step(model, tx, ema_decay=0.5))
     bad = {"x": jnp.array([[1, 2], [3, 0]], jnp.int32)}  # row 0 sits on w: NaN gradient
     good = {"x": jnp.array([[3, 0], [0, 4]], jnp.int32)}
