@@ -503,3 +503,35 @@ def test_a_resumed_run_cuts_the_metrics_log_back_to_its_checkpoint(tmp_path):
     for r in train_records:  # the logged rate is the one that made step r["step"]
         assert r["train/learning_rate"] == pytest.approx(float(schedule(r["step"] - 1)))
         assert r["train/examples_per_sec"] == pytest.approx(32 * r["train/steps_per_sec"])
+    # TensorBoard shows the same history: the resumed attempt's event file purges the lost
+    # attempt's records from step 3 (checkpoint + 1) on, so each step is shown once (the
+    # first attempt, started at step 0, purges from step 1: nothing).
+    view, purges = _tensorboard_view(os.path.join(workdir, "tensorboard"))
+    assert purges == [1, 3], purges
+    assert view["train/bits_per_dim"] == [1, 2, 3, 4], view
+    assert view["test/bits_per_dim"] == [2, 4], view
+
+
+def _tensorboard_view(logdir):
+    """What TensorBoard shows of ``logdir``: the event files read in name order, each
+    SessionLog.START at step ``s`` (a writer's ``purge_step``) hiding the records shown so
+    far at step ``s`` and later. Returns ``({tag: [steps]}, [purge steps])``."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+    shown, purges = {}, []
+    for name in sorted(os.listdir(logdir)):
+        with open(os.path.join(logdir, name), "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):  # TFRecord: length (u64), its crc, the record, its crc
+            (n,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = Event.FromString(data[pos + 12 : pos + 12 + n])
+            pos += 12 + n + 4
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                purges.append(event.step)
+                shown = {t: [s for s in steps if s < event.step] for t, steps in shown.items()}
+            for value in event.summary.value:
+                shown.setdefault(value.tag, []).append(event.step)
+    return shown, purges
