@@ -25,6 +25,9 @@ jaxar's runs of the same seed. Pin the whole command to one core (``taskset -c 1
 per-step times that compare (medians over the steps after the first five; compilation
 excluded on both sides). Each run appends one JSON line to ``--out``; the summary table (mean,
 spread and per-seed figures of each side) is printed at the end.
+
+``--no-weight-norm`` compares jaxar's own initialisations without weight norm, as the
+shipped PixelCNN++ configs train (``unit`` against ``fan_in``; no peer, which has weight norm).
 """
 
 from __future__ import annotations
@@ -201,7 +204,7 @@ def run_jaxar(args, seed: int, init: str, train, test, order, peer_init=None) ->
         features=args.filters,
         num_mixtures=args.mixtures,
         dropout=args.dropout,
-        weight_norm=True,
+        weight_norm=not args.no_weight_norm,
         weight_init="fan_in" if init == "peer" else init,
     )
     key = jax.random.key(seed)
@@ -222,6 +225,7 @@ def run_jaxar(args, seed: int, init: str, train, test, order, peer_init=None) ->
     return {
         "side": "jaxar",
         "init": init,
+        "weight_norm": not args.no_weight_norm,
         "seed": seed,
         "test_bits_per_dim": -nats / test.size / math.log(2.0),
         "train_bits_last_50": float(np.mean(losses[-50:]) / math.log(2.0)),
@@ -271,6 +275,7 @@ def summary(rows: list[dict]) -> str:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         name = r["side"] if r["side"] != "jaxar" else f"jaxar {r['init']}"
+        name += "" if r.get("weight_norm", True) else " (no weight norm)"
         groups.setdefault(name.replace("jaxar peer", "jaxar from the peer's init"), []).append(r)
     lines = [
         "| side | test bits/dim, mean (spread) | per seed | step s, median | parameters |",
@@ -304,6 +309,11 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--mixtures", type=int, default=5)
     ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument(
+        "--no-weight-norm",
+        action="store_true",
+        help="jaxar's runs without weight norm (the shipped configs'); no peer, no 'data' init",
+    )
     ap.add_argument("--out", default="", help="append one JSON line per run")
     ap.add_argument(
         "--no-peer-training",
@@ -320,6 +330,11 @@ def main(argv=None) -> list[dict]:
         raise SystemExit(
             f"--inits takes {', '.join(WEIGHT_INITS)} or peer (which needs --peer), "
             f"got {args.inits!r}"
+        )
+    if args.no_weight_norm and (args.peer or "data" in inits):
+        raise SystemExit(
+            "--no-weight-norm compares jaxar's own initialisations (unit, fan_in): the peer and "
+            f"weight_init='data' need weight norm; got --peer {args.peer!r}, --inits {args.inits!r}"
         )
     train = np.asarray(sources.load(args.data, "train").x[: args.train], np.uint8)
     test = np.asarray(sources.load(args.data, "test").x[: args.test], np.uint8)
