@@ -74,9 +74,33 @@ def right_shift(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.pad(x[:, :, :-1], ((0, 0), (0, 0), (1, 0), (0, 0)))
 
 
+@jax.custom_jvp
 def concat_elu(x: jnp.ndarray) -> jnp.ndarray:
-    """``elu([x, -x])`` along the feature axis: doubles the features, keeps both signs."""
-    return nn.elu(jnp.concatenate([x, -x], axis=-1))
+    """``elu([x, -x])`` along the feature axis: doubles the features, keeps both signs.
+
+    One of ``elu(x)``, ``elu(-x)`` is linear and the other is ``exp(-|x|) - 1``, so the pair
+    costs one ``exp`` per input feature, not an ``expm1`` per output, and the derivative reuses
+    it instead of evaluating ``exp`` again in the backward pass. ``exp(.) - 1`` (as PyTorch's
+    ELU) rather than ``expm1``: about half the time on XLA's CPU backend, and its absolute
+    error (float32 rounding, about 6e-8 near 0) is far below what the network resolves.
+    """
+    return _concat_elu_and_slope(x)[0]
+
+
+def _concat_elu_and_slope(x):
+    e = jnp.exp(-jnp.abs(x))
+    pos = x > 0
+    m = e - 1
+    y = jnp.concatenate([jnp.where(pos, x, m), jnp.where(pos, m, -x)], axis=-1)
+    return y, e, pos
+
+
+@concat_elu.defjvp
+def _concat_elu_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    y, e, pos = _concat_elu_and_slope(x)
+    et = e * t
+    return y, jnp.concatenate([jnp.where(pos, t, et), jnp.where(pos, -et, -t)], axis=-1)
 
 
 class _WeightNormKernel(nn.Module):
