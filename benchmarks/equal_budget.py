@@ -28,6 +28,9 @@ spread and per-seed figures of each side) is printed at the end.
 
 ``--no-weight-norm`` compares jaxar's own initialisations without weight norm, as the
 shipped PixelCNN++ configs train (``unit`` against ``fan_in``; no peer, which has weight norm).
+``--schedule cosine`` decays jaxar's rate to 0 at the last step (the peer's stays constant), and
+``--ema D`` also scores jaxar's moving average of the weights (decay ``D``) on the test images,
+for the evaluation-noise study of issue 18.
 """
 
 from __future__ import annotations
@@ -158,11 +161,14 @@ def params_from_peer(template: dict, state, num_resnets: int) -> dict:
     return put(template, new, "")
 
 
-def train_adam(model, params, batches, lr: float, key=None):
-    """Adam at a constant ``lr`` over ``batches`` (integer arrays, one per step) with the
-    runner's loss, mean nats per dimension; in training mode (dropout) with a key per step
-    folded from ``key`` when one is given. Returns ``(params, losses, step_seconds)``, each
-    step timed whole (it blocks on its loss)."""
+def train_adam(model, params, batches, lr, key=None, ema: float = 0.0):
+    """Adam at ``lr`` (a float: constant; or an optax schedule of the step) over ``batches``
+    (integer arrays, one per step) with the runner's loss, mean nats per dimension; in
+    training mode (dropout) with a key per step folded from ``key`` when one is given; with
+    ``ema`` > 0 an exponential moving average of the weights beside them (as the runner's
+    ``ema_decay``: ``a <- ema a + (1 - ema) params`` after each step, from the initial
+    weights). Returns ``(params, losses, step_seconds, averaged)`` (``averaged`` is None
+    without ``ema``), each step timed whole (it blocks on its loss)."""
     tx = optax.adam(lr)
     training = key is not None
     key = jax.random.key(0) if key is None else key
@@ -171,20 +177,26 @@ def train_adam(model, params, batches, lr: float, key=None):
         return -jnp.mean(model.log_prob(p, x, train=training, rng=rng)) / model.num_dims
 
     @jax.jit
-    def step(p, s, x, rng):
+    def step(p, s, a, x, rng):
         loss, g = jax.value_and_grad(loss_fn)(p, x, rng)
         updates, s = tx.update(g, s, p)
-        return optax.apply_updates(p, updates), s, loss
+        p = optax.apply_updates(p, updates)
+        if ema:
+            a = jax.tree.map(lambda m, w: ema * m + (1.0 - ema) * w, a, p)
+        return p, s, a, loss
 
     opt_state = tx.init(params)
+    averaged = params if ema else None
     losses, times = [], []
     for i, batch in enumerate(batches):
         t0 = time.perf_counter()
         x = jnp.asarray(batch, jnp.int32)
-        params, opt_state, loss = step(params, opt_state, x, jax.random.fold_in(key, i))
+        params, opt_state, averaged, loss = step(
+            params, opt_state, averaged, x, jax.random.fold_in(key, i)
+        )
         losses.append(float(loss))
         times.append(time.perf_counter() - t0)
-    return params, losses, times
+    return params, losses, times, averaged
 
 
 def emit(row: dict, out: str, rows: list) -> None:
@@ -218,16 +230,23 @@ def run_jaxar(args, seed: int, init: str, train, test, order, peer_init=None) ->
             raise SystemExit(
                 f"the peer's initial weights do not map: first-batch loss {ours} vs {theirs}"
             )
-    params, losses, times = train_adam(model, params, (train[i] for i in order), args.lr, key)
+    lr = args.lr
+    if args.schedule == "cosine":  # to 0 at the last step, as the runner's (no warm-up here)
+        lr = lambda t: args.lr * 0.5 * (1.0 + jnp.cos(jnp.pi * t / args.steps))
+    batches = (train[i] for i in order)
+    params, losses, times, averaged = train_adam(model, params, batches, lr, key, args.ema)
     lp = jax.jit(lambda p, x: jnp.sum(model.log_prob(p, x)))
     chunks = [jnp.asarray(test[i : i + 200], jnp.int32) for i in range(0, len(test), 200)]
-    nats = sum(float(lp(params, x)) for x in chunks)
+    bits = lambda p: -sum(float(lp(p, x)) for x in chunks) / test.size / math.log(2.0)
+    extra = {"ema": args.ema, "test_bits_per_dim_ema": bits(averaged)} if args.ema else {}
     return {
         "side": "jaxar",
         "init": init,
         "weight_norm": not args.no_weight_norm,
+        "schedule": args.schedule,
+        **extra,
         "seed": seed,
-        "test_bits_per_dim": -nats / test.size / math.log(2.0),
+        "test_bits_per_dim": bits(params),
         "train_bits_last_50": float(np.mean(losses[-50:]) / math.log(2.0)),
         "step_s_median": statistics.median(_warm(times)),
         "step_s_min": min(_warm(times)),
@@ -276,6 +295,7 @@ def summary(rows: list[dict]) -> str:
     for r in rows:
         name = r["side"] if r["side"] != "jaxar" else f"jaxar {r['init']}"
         name += "" if r.get("weight_norm", True) else " (no weight norm)"
+        name += f", {r['schedule']} rate" if r.get("schedule", "constant") != "constant" else ""
         groups.setdefault(name.replace("jaxar peer", "jaxar from the peer's init"), []).append(r)
     lines = [
         "| side | test bits/dim, mean (spread) | per seed | step s, median | parameters |",
@@ -314,6 +334,14 @@ def main(argv=None) -> list[dict]:
         action="store_true",
         help="jaxar's runs without weight norm (the shipped configs'); no peer, no 'data' init",
     )
+    ap.add_argument(
+        "--schedule", default="constant", choices=("constant", "cosine"),
+        help="jaxar's learning rate: constant, or a cosine decay to 0 at --steps",
+    )  # fmt: skip
+    ap.add_argument(
+        "--ema", type=float, default=0.0,
+        help="also score jaxar's moving average of the weights with this decay (0: off)",
+    )  # fmt: skip
     ap.add_argument("--out", default="", help="append one JSON line per run")
     ap.add_argument(
         "--no-peer-training",
@@ -331,6 +359,8 @@ def main(argv=None) -> list[dict]:
             f"--inits takes {', '.join(WEIGHT_INITS)} or peer (which needs --peer), "
             f"got {args.inits!r}"
         )
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema must be in [0, 1), got {args.ema}")
     if args.no_weight_norm and (args.peer or "data" in inits):
         raise SystemExit(
             "--no-weight-norm compares jaxar's own initialisations (unit, fan_in): the peer and "

@@ -64,7 +64,7 @@ def run_jaxar(args, seed: int, train, test, order) -> dict:
     )
     key = jax.random.key(seed)
     params = model.init(key)
-    params, losses, times = train_adam(model, params, (train[i] for i in order), args.lr)
+    params, losses, times, _ = train_adam(model, params, (train[i] for i in order), args.lr)
     lp = jax.jit(lambda p, x: jnp.sum(model.log_prob(p, x)))
     nats = -sum(
         float(lp(params, jnp.asarray(test[i : i + 200], jnp.int32)))

@@ -76,7 +76,7 @@ def run_jaxar(args, seed: int, crops: np.ndarray, test: np.ndarray) -> dict:
     )
     key = jax.random.key(seed)
     params = model.init(key)
-    params, losses, times = train_adam(model, params, crops, args.lr)
+    params, losses, times, _ = train_adam(model, params, crops, args.lr)
     lp = jax.jit(lambda p, x: jnp.sum(model.log_prob(p, x, per_dim=True)[:, 1:]))
     nats = -sum(
         float(lp(params, jnp.asarray(test[i : i + args.eval_batch], jnp.int32)))

@@ -37,9 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def _worker(data_dir: str) -> None:
     """One jaxar side: time the steps and print one JSON line (run in a fresh process)."""
     sys.path.insert(0, HERE)
+    import equal_budget
     import jax
 
-    import equal_budget
     import jaxar
     from jaxar import models
 
@@ -51,7 +51,7 @@ def _worker(data_dir: str) -> None:
     )  # fmt: skip
     key = jax.random.key(0)
     params = model.init(key)
-    _, _, times = equal_budget.train_adam(model, params, (train[i] for i in order), 1e-3, key)
+    _, _, times, _ = equal_budget.train_adam(model, params, (train[i] for i in order), 1e-3, key)
     print(json.dumps({"step_s": times, "jaxar": os.path.dirname(jaxar.__file__)}))
 
 
@@ -64,7 +64,7 @@ def _time_side(name: str, path: str, data_dir: str) -> list[float]:
     res = json.loads(out.stdout.strip().splitlines()[-1])
     want = os.path.realpath(os.path.join(path, "jaxar"))
     if os.path.realpath(res["jaxar"]) != want:
-        raise SystemExit(f"side {name}: expected jaxar from {want}, the worker imported {res['jaxar']}")
+        raise SystemExit(f"side {name}: expected jaxar from {want}, imported {res['jaxar']}")
     return res["step_s"]
 
 
@@ -102,7 +102,7 @@ def main(argv=None) -> list[dict]:
     if not sides and not args.peer:
         raise SystemExit("give at least one --side NAME=PATH or --peer CHECKOUT, got neither")
     if args.steps < 10:
-        raise SystemExit(f"--steps must be at least 10 (the first five are not timed), got {args.steps}")
+        raise SystemExit(f"--steps must be at least 10 (5 are not timed), got {args.steps}")
 
     from jaxar.data import sources
 
