@@ -10,10 +10,10 @@ import pytest
 from jaxar import models
 from jaxar.nn.shifted import (
     DownRightShiftedConv2D,
-    concat_elu,
     DownRightShiftedConvTranspose2D,
     DownShiftedConv2D,
     DownShiftedConvTranspose2D,
+    concat_elu,
 )
 from jaxar.testing import assert_cached_matches_naive, assert_teacher_forced_matches_full
 
@@ -114,8 +114,8 @@ def test_concat_elu_and_its_gradient_equal_elu_of_both_signs():
     w = jax.random.normal(jax.random.key(1), (2, 3, 4, 10))
     grad = lambda f: jax.grad(lambda a: jnp.sum(w * f(a)))(x)
     np.testing.assert_allclose(grad(concat_elu), grad(reference), rtol=1e-6, atol=2e-7)
-    jvp = jax.jvp(concat_elu, (x,), (w[..., :5],))[1]
-    np.testing.assert_allclose(jvp, jax.jvp(reference, (x,), (w[..., :5],))[1], rtol=1e-6, atol=2e-7)
+    jvp = lambda f: jax.jvp(f, (x,), (w[..., :5],))[1]
+    np.testing.assert_allclose(jvp(concat_elu), jvp(reference), rtol=1e-6, atol=2e-7)
     assert concat_elu(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
 
 
@@ -168,7 +168,7 @@ def test_fan_in_init_is_pytorchs_default_draw_and_unit_init_is_unchanged():
     unit-norm filters with gain init_scale (0.1 on a block's last convolution) and zero bias."""
     hp = dict(image_shape=(8, 8, 1), weight_norm=True, **{**TINY, "features": 16})
     fan = models.create("pixelcnn_pp", weight_init="fan_in", **hp).init(jax.random.key(0))
-    unit = models.create("pixelcnn_pp", **hp).init(jax.random.key(0))
+    unit = models.create("pixelcnn_pp", weight_init="unit", **hp).init(jax.random.key(0))
     layers = [p for p in jax.tree.leaves(fan, is_leaf=lambda d: "kernel" in d) if "scale" in p]
     assert len(layers) > 20
     for p in layers:
@@ -185,6 +185,16 @@ def test_fan_in_init_is_pytorchs_default_draw_and_unit_init_is_unchanged():
     plain = models.create("pixelcnn_pp", image_shape=(8, 8, 1), weight_init="fan_in", **TINY)
     k = np.asarray(plain.init(jax.random.key(0))["u_in"]["kernel"])
     assert np.abs(k).max() <= 1.0 / np.sqrt(np.prod(k.shape[:-1]))
+    # The default is the equal-budget winner of each parametrisation: fan_in with weight
+    # norm, unit without.
+    default = models.create("pixelcnn_pp", **hp)
+    assert default.hparams["weight_init"] == "fan_in"  # recorded resolved, as runs save it
+    chex.assert_trees_all_equal(default.init(jax.random.key(0)), fan)
+    plain_hp = dict(image_shape=(8, 8, 1), **TINY)
+    chex.assert_trees_all_equal(
+        models.create("pixelcnn_pp", **plain_hp).init(jax.random.key(0)),
+        models.create("pixelcnn_pp", weight_init="unit", **plain_hp).init(jax.random.key(0)),
+    )
     with pytest.raises(ValueError, match="weight_init must be one of"):
         models.create("pixelcnn_pp", weight_init="xavier")
     with pytest.raises(ValueError, match="data_init=True means weight_init='data'"):
