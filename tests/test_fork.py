@@ -96,3 +96,24 @@ def test_a_missing_import_is_one_clear_error():
 
     with pytest.raises(ValueError, match="config.imports: cannot import 'no_such_module_here'"):
         runner.load_data(c)
+
+
+def test_imports_given_as_a_comma_separated_string_import_each_module(tmp_path, monkeypatch):
+    # A config not built on jaxar's defaults (where imports is a tuple) may name its modules in
+    # one comma-separated string: each is imported, from the current directory first, and
+    # empty names are skipped.
+    import sys
+
+    import ml_collections
+
+    from jaxar.runner import build
+
+    for name in ("fork_mod_a", "fork_mod_b"):
+        (tmp_path / f"{name}.py").write_text("LOADED = True\n")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != ""])
+    build.import_modules(ml_collections.ConfigDict(dict(imports="fork_mod_a,,fork_mod_b")))
+    assert sys.modules["fork_mod_a"].LOADED and sys.modules["fork_mod_b"].LOADED
+    for name in ("fork_mod_a", "fork_mod_b"):
+        monkeypatch.delitem(sys.modules, name)

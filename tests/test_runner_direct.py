@@ -535,3 +535,19 @@ def _tensorboard_view(logdir):
             for value in event.summary.value:
                 shown.setdefault(value.tag, []).append(event.step)
     return shown, purges
+
+
+def test_data_options_pass_each_set_loader_option_under_its_own_name():
+    # The loader options among config.data: each one set reaches the loader under its own
+    # name; unset (0 or "") ones are left to the loader's defaults.
+    from jaxar.runner import build
+
+    c = jaxar_config.default()
+    assert build.data_options(c) == {"num_mels": c.data.num_mels}  # the one set by default
+    c.data.num_mels = 0
+    assert build.data_options(c) == {}
+    values = dict(data_dir="/d", length=400, sample_rate=8000, features="log_mel", num_mels=20,
+                  feature_hop=80, fft_size=256)  # fmt: skip
+    for key, value in values.items():
+        c.data[key] = value
+    assert build.data_options(c) == values
