@@ -17,6 +17,16 @@ def test_digits_fixed_split():
     assert x.dtype == np.uint8 and x.max() == 16
     again = load("digits", "test")
     np.testing.assert_array_equal(test[5]["x"], again[5]["x"])
+    # The documented split: a permutation with seed 0 of scikit-learn's order, the last 297
+    # for test; ten classes, named as the loader is.
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.images))
+    y = np.array([test[i]["label"] for i in range(len(test))])
+    np.testing.assert_array_equal(y, d.target[order[1500:]])
+    np.testing.assert_array_equal(test[7]["x"][..., 0], d.images[order[1500 + 7]])
+    assert (train.info.name, train.info.num_classes, int(y.max()) + 1) == ("digits", 10, 10)
 
 
 def test_batches_are_a_function_of_seed_and_step():
@@ -81,6 +91,22 @@ def _write_idx(path, array, magic_dtype=0x08):
     )
     with gzip.open(path, "wb") as f:
         f.write(header + array.tobytes())
+
+
+@pytest.mark.parametrize(
+    "code, dtype", [(0x08, "u1"), (0x09, "i1"), (0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"),
+                    (0x0E, ">f8")],
+)  # fmt: skip
+def test_read_idx_reads_every_idx_type_code_big_endian(tmp_path, code, dtype):
+    from jaxar.data.images import read_idx
+
+    a = (np.arange(24).reshape(2, 3, 4) * 37 - 300).astype(dtype)  # negative, > 1 byte
+    if dtype in ("u1", "i1"):
+        a = (np.arange(24).reshape(2, 3, 4) * 11 - (120 if dtype == "i1" else 0)).astype(dtype)
+    _write_idx(tmp_path / "a.gz", a, magic_dtype=code)
+    got = read_idx(str(tmp_path / "a.gz"))
+    assert got.dtype == np.dtype(dtype) and got.shape == (2, 3, 4)
+    np.testing.assert_array_equal(got, a)
 
 
 def test_idx_roundtrip_and_errors(tmp_path):
