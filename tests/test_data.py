@@ -109,6 +109,29 @@ def test_read_idx_reads_every_idx_type_code_big_endian(tmp_path, code, dtype):
     np.testing.assert_array_equal(got, a)
 
 
+def test_read_idx_checks_the_whole_magic_and_reads_four_byte_dimensions(tmp_path):
+    from jaxar.data.images import read_idx
+
+    for magic in ([1, 0, 8, 1], [0, 1, 8, 1], [0, 0, 7, 1]):  # each byte of the magic checked
+        (tmp_path / "bad").write_bytes(bytes(magic) + (3).to_bytes(4, "big") + b"abc")
+        with pytest.raises(ValueError, match="not an IDX file"):
+            read_idx(str(tmp_path / "bad"))
+    # A dimension needs all four of its bytes: 2**24 + 5 (the body is short, so the error
+    # names the shape the header gives).
+    (tmp_path / "big").write_bytes(bytes([0, 0, 8, 2]) + (2**24 + 5).to_bytes(4, "big") * 2)
+    with pytest.raises(ValueError, match=r"shape \(16777221, 16777221\)"):
+        read_idx(str(tmp_path / "big"))
+
+
+def test_idx_names_exactly_the_missing_files_and_finds_the_dotted_names(tmp_path):
+    labels = np.arange(3, dtype=np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((3, 2, 2), np.uint8))
+    with pytest.raises(FileNotFoundError, match=r"missing \['train-labels-idx1-ubyte'\] "):
+        load(f"idx:{tmp_path}", "train")
+    _write_idx(tmp_path / "train-labels.idx1-ubyte.gz", labels)  # the other common spelling
+    assert len(load(f"idx:{tmp_path}", "train")) == 3
+
+
 def test_idx_roundtrip_and_errors(tmp_path):
     imgs = np.random.default_rng(0).integers(0, 256, (5, 4, 3), dtype=np.uint8)
     labels = np.arange(5, dtype=np.uint8)
