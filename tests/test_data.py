@@ -129,7 +129,15 @@ def test_idx_names_exactly_the_missing_files_and_finds_the_dotted_names(tmp_path
     with pytest.raises(FileNotFoundError, match=r"missing \['train-labels-idx1-ubyte'\] "):
         load(f"idx:{tmp_path}", "train")
     _write_idx(tmp_path / "train-labels.idx1-ubyte.gz", labels)  # the other common spelling
-    assert len(load(f"idx:{tmp_path}", "train")) == 3
+    src = load(f"idx:{tmp_path}", "train")
+    assert len(src) == 3
+    info = src.info
+    assert (info.name, info.event_shape, info.num_levels, info.num_classes) == (
+        f"idx:{tmp_path}", (2, 2, 1), 256, 3)  # fmt: skip
+    # Flat images (N, H*W) with good labels are refused, not read as something else.
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((3, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"expected images \(N, H, W\) and labels \(N,\)"):
+        load(f"idx:{tmp_path}", "train")
 
 
 def test_idx_roundtrip_and_errors(tmp_path):
