@@ -183,3 +183,27 @@ def test_tfds_data_source_through_mock_data():
         assert ex["x"].shape == (28, 28, 1) and ex["x"].dtype == np.uint8
         batch = next(train_batches(src, batch_size=8, seed=0, binarize="dynamic"))
         assert batch["x"].shape == (8, 28, 28, 1) and set(np.unique(batch["x"])) <= {0, 1}
+
+
+def test_train_batches_apply_the_sources_transform_binarize_any_level_count_and_fill_a_batch():
+    from jaxar.data import ArraySource, DataInfo
+
+    # 3 levels: level 0 -> always 0, level 2 -> always 1, level 1 -> a coin (both seen).
+    x = np.tile(np.array([0, 1, 2, 1], np.uint8).reshape(1, 2, 2, 1), (8, 1, 1, 1))
+    src = ArraySource(x, None, DataInfo("three", (2, 2, 1), 3, 0))
+    for mode in ("static", "dynamic"):
+        b = np.concatenate([next(iter(train_batches(src, batch_size=8, seed=s, binarize=mode)))["x"]
+                            for s in range(4)])  # fmt: skip
+        assert set(np.unique(b)) == {0, 1}, mode
+        assert (b[:, 0, 0] == 0).all() and (b[:, 1, 0] == 1).all(), mode
+        assert 0.2 < b[:, [0, 1], [1, 1]].mean() < 0.8, mode
+
+    # A source's own random train_transform is applied to every training example, with the
+    # pipeline's per-element rng.
+    class Marked(ArraySource):
+        def train_transform(self, element, rng):
+            return {**element, "x": element["x"] + np.uint8(100 + rng.integers(2))}
+
+    marked = Marked(x, None, DataInfo("marked", (2, 2, 1), 256, 0))
+    b = next(iter(train_batches(marked, batch_size=8, seed=0)))["x"]  # exactly one full batch
+    assert b.shape == (8, 2, 2, 1) and (b >= 100).all() and set(np.unique(b[:, 0, 0])) <= {100, 101}
