@@ -12,12 +12,13 @@ Run:
     jaxar train --config experiments/configs/pixelcnn_pp_fashion_mnist_cpu.py \
         --workdir runs/pixelcnn_pp_fashion_mnist_cpu
 
-Result (2026-11-30, 2-core CPU shared with up to three other jobs, load 2-7): test 2.999
-bits/dim (1629.5 nats per image) over all 10,000 test images after 1,000 steps (train 2.975 at
-the last step); 1 h 42 min wall clock, of which the run was paused 25 min, and 72 min of CPU
-time (``/usr/bin/time``: 3,604 s user + 707 s system); about 1 step/s when it had the machine.
-Again at 9284e1e: test 2.9985 bits/dim (1629.49 nats per image), 34 min wall clock (about
-0.7 steps/s; a WaveNet run and the compression table shared the first 15 min).
+Result at 6a4f256 (2026-12-01, with the average): test 2.956 bits/dim (1606.35 nats per
+image) over all 10,000 test images after 1,000 steps (the final weights' train figure 2.965 at
+the last step); 63 min wall clock pinned to one core of the 2-core AMD EPYC (``taskset -c 0``;
+the other core ran the test suite), 3,187 s user + 555 s system (``/usr/bin/time``).
+Before the average (``ema_decay = 0.0``, the final weights scored): test 2.999 bits/dim
+(1629.5 nats per image), at 9284e1e and before it. One run each, with code changes between
+(``concat_elu``'s rounding among them), so part of the 0.043 may be run-to-run noise.
 """
 
 from jaxar import config as jaxar_config
