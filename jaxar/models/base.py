@@ -33,6 +33,16 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+@partial(jax.jit, static_argnums=0)
+def _init_net(net: nn.Module, rng: jax.Array, x, cond) -> Params:
+    """``net``'s parameters, one compilation per equal network (``net`` is static: a linen
+    module is a hashable dataclass, equal to any other built with the same fields). Every
+    ``create`` builds a new model object, so a per-object ``jax.jit`` compiled the same
+    ``init`` again for each (the runner, the CLI, every test)."""
+    p_rng, d_rng = jax.random.split(rng)
+    return net.init({"params": p_rng, "dropout": d_rng}, x, cond)["params"]
+
+
 class AutoregressiveModel:
     """An autoregressive model over integer events of shape ``event_shape``.
 
@@ -69,7 +79,6 @@ class AutoregressiveModel:
         self.num_classes = int(num_classes)
         self.hparams = dict(hparams or {})
         self._log_prob_jit = jax.jit(self._log_prob, static_argnames=("per_dim",))
-        self._init_jit = jax.jit(self._init)
         self._sample_jit = jax.jit(
             self._sample,
             static_argnames=(
@@ -210,14 +219,10 @@ class AutoregressiveModel:
 
     def init(self, rng: jax.Array) -> Params:
         """Initialise the parameters (a pytree) from a PRNG key, as one jitted computation
-        (op by op, every parameter's draw was its own compilation: 1.5x slower)."""
-        return self._init_jit(rng)
-
-    def _init(self, rng: jax.Array) -> Params:
+        (op by op, every parameter's draw was its own compilation: 1.5x slower), compiled
+        once per network: models built with equal hyperparameters share it."""
         x = jnp.zeros((1, *self.event_shape), jnp.int32)
-        p_rng, d_rng = jax.random.split(rng)
-        variables = self.net.init({"params": p_rng, "dropout": d_rng}, x, self.dummy_cond(1))
-        return variables["params"]
+        return _init_net(self.net, rng, x, self.dummy_cond(1))
 
     def apply(self, params: Params, x, cond=None, *, train: bool = False, rng=None):
         """Run the network: the distribution parameters for every dimension of ``x``.
