@@ -344,6 +344,7 @@ def test_prompt_dims_and_completion_grid():
     audio = DataInfo("wav", (800,), 256, kind="audio", sample_rate=8000)
     assert prompt_dims(image, rows=2) == 2 * 3 * 2
     assert prompt_dims(audio, seconds=0.05) == 400
+    assert prompt_dims(audio, seconds=1 / 8000) == 1  # one sample is the shortest prompt
     _one_line_error(r"--prompt-rows in \[1, 3\], got 4", prompt_dims, image, rows=4)
     _one_line_error(r"--prompt-seconds in \(0, 0.1\).*got 0.2", prompt_dims, audio, seconds=0.2)
     _one_line_error(r"--prompt-rows is for image runs", prompt_dims, audio, rows=1)

@@ -551,3 +551,74 @@ def test_data_options_pass_each_set_loader_option_under_its_own_name():
     for key, value in values.items():
         c.data[key] = value
     assert build.data_options(c) == values
+
+
+def test_cli_completion_keeps_the_prompt_uses_the_labels_and_lays_out_the_grid(ema_run, tmp_path):
+    """``jaxar sample --prompt-rows K``: the completions are the model's prompted samples of the
+    first test digits with their labels and the EMA weights; the PNG holds one row per example
+    (original, prompt, completions) at the grid's geometry."""
+    from PIL import Image
+
+    from jaxar.completion import complete
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir, model, state = ema_run["workdir"], ema_run["model"], ema_run["state"]
+    out = str(tmp_path / "c")
+    args = ("sample", f"--workdir={workdir}", "--checkpoint=latest", "--num=2", "--seed=4")
+    r = _cli(*args, "--prompt-rows=3", "--completions=3", f"--out={out}", cwd=repo)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == [out + ".npy", out + ".png"]
+    got = np.load(out + ".npy")
+    src = ema_run["test_src"]
+    x = np.stack([src[i]["x"] for i in range(2)]).astype(np.int32)
+    labels = np.array([src[i]["label"] for i in range(2)], np.int32)
+    assert labels[0] != labels[1]  # so a lost or shuffled label changes the draw
+    assert got.shape == (2, 3, 8, 8, 1)
+    np.testing.assert_array_equal(got[:, :, :3], np.repeat(x[:, None, :3], 3, axis=1))
+    want = complete(model, state.ema_params, jax.random.key(4), x, 24, 3, labels)
+    np.testing.assert_array_equal(got, want)
+    prompt = np.repeat(x, 3, axis=0)
+    direct = model.sample(state.ema_params, jax.random.key(4), 6, cond=np.repeat(labels, 3),
+                          prompt=prompt, prompt_dims=24)  # fmt: skip
+    np.testing.assert_array_equal(got.reshape(6, 8, 8, 1), direct)
+
+    png = np.asarray(Image.open(out + ".png"))
+    tile = reporting.image_grid(x[:1], model.num_levels, pad=0)  # 64 x 64 for 8 x 8 digits
+    h, w = tile.shape[:2]
+    assert png.shape == (2 * (h + 2) + 2, 5 * (w + 2) + 2)
+    grey = model.num_levels // 2  # the middle level stands for the dimensions to complete
+    row_of = [x, np.where(np.arange(64).reshape(1, 8, 8, 1) < 24, x, grey), got[:, 0], got[:, 1],
+              got[:, 2]]  # fmt: skip
+    for i in range(2):
+        for j, images in enumerate(row_of):
+            top, left = 2 + i * (h + 2), 2 + j * (w + 2)
+            want_tile = reporting.image_grid(images[i : i + 1], model.num_levels, pad=0)
+            np.testing.assert_array_equal(png[top : top + h, left : left + w], want_tile)
+    mask = np.ones(png.shape, bool)
+    for i in range(2):
+        for j in range(5):
+            mask[2 + i * (h + 2) : 2 + i * (h + 2) + h, 2 + j * (w + 2) : 2 + j * (w + 2) + w] = 0
+    assert (png[mask] == 255).all()  # the padding between tiles is white
+
+
+def test_completions_of_audio_are_wav_files_per_example_and_draw(tmp_path):
+    import soundfile as sf
+
+    from jaxar.completion import save_completions
+    from jaxar.distributions import mu_law_decode
+
+    info = DataInfo("wav", (40,), 256, kind="audio", sample_rate=8000)
+    x = np.arange(2 * 40).reshape(2, 40) % 256
+    completions = np.stack([(x + k * 7) % 256 for k in range(3)], axis=1)  # (2, 3, 40)
+    stem = str(tmp_path / "new" / "c")  # the folder does not exist yet
+    paths = save_completions(x, completions, 10, info, stem)
+    names = [f"{stem}_{i}_{s}.wav" for i in range(2) for s in ("original", 0, 1, 2)]
+    assert paths == [stem + ".npy", *names]
+    np.testing.assert_array_equal(np.load(stem + ".npy"), completions)
+    for i in range(2):
+        clips = [x[i], *completions[i]]
+        for s, clip in zip(("original", 0, 1, 2), clips, strict=True):
+            audio, rate = sf.read(f"{stem}_{i}_{s}.wav")
+            assert rate == 8000
+            np.testing.assert_allclose(audio, np.asarray(mu_law_decode(clip, 256)), atol=1 / 32768)
+    save_completions(x, completions, 10, info, stem)  # writing again into the folder is fine
