@@ -257,3 +257,50 @@ def test_windows_carry_the_log_mel_frames_of_their_samples(wav_dir):
         _load(wav_dir, "train", features="log_mel", feature_hop=300)
     with pytest.raises(ValueError, match="unknown features 'mfcc'"):
         _load(wav_dir, "train", features="mfcc", feature_hop=80)
+
+
+def _riff(chunks, form=b"WAVE", magic=b"RIFF"):
+    """A RIFF file from ``(id, declared size, body)`` chunks, each padded to an even length
+    as RIFF requires."""
+    body = b"".join(
+        cid + size.to_bytes(4, "little") + data + b"\0" * (len(data) & 1)
+        for cid, size, data in chunks
+    )
+    return magic + (4 + len(body)).to_bytes(4, "little") + form + body
+
+
+def test_the_riff_size_check_walks_the_chunks_to_the_data(tmp_path):
+    """A truncated WAV is found from its ``data`` chunk's declared size, past chunks of odd
+    length (padded to even); streamed sizes (0, 0xFFFFFFFF) and files that are not RIFF WAVE
+    are not checked."""
+    from jaxar.data.wav import _check_riff_size
+
+    fmt = (b"fmt ", 16, bytes(16))
+    odd = (b"LIST", 5, b"abcde")  # one pad byte follows it
+    path = tmp_path / "x.wav"
+
+    def check(data: bytes):
+        path.write_bytes(data)
+        _check_riff_size(str(path))
+
+    check(_riff([fmt, odd, (b"data", 100, bytes(100))]))  # whole: no error
+    check(_riff([fmt, odd, (b"data", 100, bytes(100))]) + b"trailing")  # more is fine
+    for cut in (1, 99):
+        whole = _riff([fmt, odd, (b"data", 100, bytes(100))])
+        with pytest.raises(ValueError, match=f"declares 100 bytes but the file holds {100 - cut}$"):
+            check(whole[:-cut])
+    # The data chunk first, and a data chunk of odd size, are found the same way.
+    with pytest.raises(ValueError, match="declares 7 bytes but the file holds 6$"):
+        check(_riff([(b"data", 7, bytes(7)), fmt])[: 12 + 8 + 6])
+    with pytest.raises(ValueError, match="declares 3 bytes but the file holds 2$"):
+        check(_riff([odd, odd, (b"data", 3, b"xyz")])[:-2])  # cut the pad byte and one more
+    for streamed in (0, 0xFFFFFFFF):  # sizes unknown when written: not checked
+        check(_riff([fmt, (b"data", streamed, bytes(10))]))
+    check(b"RIFF")  # shorter than a header
+    for form, magic in ((b"AVI ", b"RIFF"), (b"WAVE", b"RIFX"), (b"WAVE", b"RF64")):
+        check(_riff([fmt, (b"data", 100, bytes(10))], form=form, magic=magic))
+    with pytest.raises(ValueError, match="declares 50 bytes but the file holds 10$"):
+        check(_riff([fmt, (b"data", 50, bytes(10))]))  # the header's own size is not trusted
+    check(_riff([fmt, (b"data", 1, b"")])[:-8])  # the data chunk's header cut: nothing to check
+    with pytest.raises(ValueError, match="declares 1 bytes but the file holds 0$"):
+        check(_riff([fmt, (b"data", 1, b"")]))  # a one-byte chunk with nothing after its header
