@@ -616,3 +616,60 @@ def test_log_prob_refuses_an_empty_batch_and_names_non_finite_parameters():
     for num in (2.5, 0, True):
         with pytest.raises(ValueError, match="num must be a positive whole number"):
             model.sample(params, jax.random.key(0), num)
+
+
+def test_verify_step_reports_sealed_and_each_kind_of_damage(tmp_path):
+    """``verify_step``'s ``(sealed, problem)`` on folders built by hand: the restore trusts a
+    sealed step that verifies (its restore failure is the target's fault and raises), so
+    ``sealed`` must be exact as well as the problem."""
+    from jaxar.checkpointing import _first_line, file_checksums, seal_step, verify_step
+
+    step = tmp_path / "7"
+    assert verify_step(str(step)) == (False, "is not a folder")
+    (step / "sub").mkdir(parents=True)
+    assert verify_step(str(step)) == (False, "is an empty folder")
+    (step / "sub" / "a").write_bytes(b"12345")
+    (step / "b").write_bytes(b"xyz")
+    assert verify_step(str(step)) == (
+        False,
+        "is incomplete (no orbax _CHECKPOINT_METADATA and no checksum)",
+    )
+    (step / "_CHECKPOINT_METADATA").write_text("{}")
+    assert verify_step(str(step)) == (False, None)  # unsealed: restored unverified
+
+    seal_step(str(step))
+    sums = json.loads((step / CHECKSUM_FILE).read_text())
+    assert sums["algorithm"] == "sha256" and sorted(sums["files"]) == [
+        "_CHECKPOINT_METADATA", "b", os.path.join("sub", "a")
+    ]  # fmt: skip
+    assert sums["files"]["b"] == [
+        3,
+        "3608bca1e44ea6c4d268eb6db02260269892c0b42b86bbf1e77a6fa16c3c9282",
+    ]
+    assert file_checksums(str(step)) == sums["files"]  # the checksum file leaves itself out
+    assert verify_step(str(step)) == (True, None)
+
+    (step / "sub" / "a").write_bytes(b"123")
+    assert verify_step(str(step)) == (
+        True,
+        f"has {os.path.join('sub', 'a')} of 3 bytes, 5 when saved (truncated?)",
+    )
+    (step / "sub" / "a").write_bytes(b"12346")
+    assert verify_step(str(step)) == (
+        True,
+        f"has {os.path.join('sub', 'a')} whose sha256 differs from the one saved (damaged bytes)",
+    )
+    (step / "sub" / "a").unlink()
+    assert verify_step(str(step)) == (True, f"misses its file {os.path.join('sub', 'a')}")
+    (step / "sub" / "a").write_bytes(b"12345")
+    for name in ("z1", "z2", "z3", "z4"):
+        (step / name).write_bytes(b"")
+    assert verify_step(str(step)) == (True, "has files that were not saved with it: z1, z2, z3")
+    (step / CHECKSUM_FILE).write_text("{not json")
+    assert verify_step(str(step)) == (True, f"has an unreadable {CHECKSUM_FILE} (JSONDecodeError)")
+
+    assert _first_line(OSError("disk\nmore")) == "OSError: disk"
+    assert _first_line(ValueError("")) == "ValueError"
+    long = _first_line(RuntimeError("x" * 161))
+    assert long == "RuntimeError: " + "x" * 157 + "..." and len(long) == len("RuntimeError: ") + 160
+    assert _first_line(RuntimeError("x" * 160)) == "RuntimeError: " + "x" * 160
