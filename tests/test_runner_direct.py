@@ -622,3 +622,20 @@ def test_completions_of_audio_are_wav_files_per_example_and_draw(tmp_path):
             assert rate == 8000
             np.testing.assert_allclose(audio, np.asarray(mu_law_decode(clip, 256)), atol=1 / 32768)
     save_completions(x, completions, 10, info, stem)  # writing again into the folder is fine
+
+
+def test_rgb_completions_are_a_colour_grid(tmp_path):
+    from PIL import Image
+
+    from jaxar.completion import save_completions
+
+    info = DataInfo("rgb", (4, 4, 3), 4)
+    x = np.arange(2 * 48).reshape(2, 4, 4, 3) % 4
+    completions = np.stack([(x + k) % 4 for k in range(2)], axis=1)  # (2, 2, 4, 4, 3)
+    paths = save_completions(x, completions, 12, info, str(tmp_path / "c"))
+    png = np.asarray(Image.open(paths[1]))
+    tile = reporting.image_grid(x[:1], 4, pad=0)  # (64, 64, 3)
+    h, w = tile.shape[:2]
+    assert png.shape == (2 * (h + 2) + 2, 4 * (w + 2) + 2, 3)
+    last = reporting.image_grid(completions[1, 1][None], 4, pad=0)
+    np.testing.assert_array_equal(png[2 + (h + 2) :][:h, 2 + 3 * (w + 2) :][:, :w], last)
