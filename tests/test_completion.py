@@ -333,6 +333,14 @@ def test_wav_sub_folders_are_speakers(tmp_path):
     # One voice's folder (wavs of its own beside sub-folders) stays unlabelled.
     one = wav(str(voices / "amy"), "train", length=400, sample_rate=8000, test_fraction=0.3)
     assert one.info.num_classes == 0 and "label" not in one[0]
+    # Two voices are the smallest multi-speaker corpus; a folder holding one is unlabelled.
+    for keep, classes in ((("amy", "cid"), 2), (("bob",), 0)):
+        some = tmp_path / "-".join(keep)
+        some.mkdir()
+        for voice in keep:
+            os.symlink(tmp_path / "store" / voice, some / voice)
+        src = wav(str(some), "train", length=400, sample_rate=8000, test_fraction=0.3)
+        assert src.info.num_classes == classes
 
 
 # ------------------------------------------------------------------ CLI helpers
