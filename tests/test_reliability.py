@@ -119,9 +119,26 @@ def test_unsealed_checkpoint_restores_unverified_or_is_skipped(tmp_path):
     assert ckpt.restore(_state(0))[1] == 1
     with pytest.raises(CheckpointError, match="checkpoint step 2 .* does not restore"):
         ckpt.restore(_state(0), 2)
-    # A target whose tree differs is the caller's error, not damage: orbax's error is raised.
-    with pytest.raises(ValueError, match="tree structures do not match"):
-        ckpt.restore({"other": jnp.zeros(3)}, 1)
+    # A target whose tree differs is the caller's error, not damage: orbax's error is raised
+    # (not a CheckpointError, which subclasses ValueError and would quote orbax's line).
+    for which in (1, "latest"):
+        with pytest.raises(ValueError, match="tree structures do not match") as raised:
+            ckpt.restore({"other": jnp.zeros(3)}, which)
+        assert type(raised.value) is not CheckpointError
+    ckpt.close()
+
+
+def test_best_keeps_one_checkpoint_the_lowest(tmp_path):
+    ckpt = Checkpointer(str(tmp_path), keep=2)
+    for step, bpd in ((1, 2.0), (2, 1.0), (3, 3.0), (4, 1.5)):
+        ckpt.save(step, _state(step), {"test/bits_per_dim": bpd})
+    ckpt.wait()
+    assert ckpt.best_step() == 2
+    assert sorted(n for n in os.listdir(tmp_path / "best") if n.isdigit()) == ["2"]
+    assert ckpt.all_steps() == [3, 4]
+    state, step = ckpt.restore(_state(0), "best")
+    assert step == 2
+    np.testing.assert_array_equal(state["w"], _state(2)["w"])
     ckpt.close()
 
 
