@@ -581,6 +581,14 @@ def test_cli_completion_keeps_the_prompt_uses_the_labels_and_lays_out_the_grid(e
     direct = model.sample(state.ema_params, jax.random.key(4), 6, cond=np.repeat(labels, 3),
                           prompt=prompt, prompt_dims=24)  # fmt: skip
     np.testing.assert_array_equal(got.reshape(6, 8, 8, 1), direct)
+    # The Python entry point with its defaults (temperature 1, top_p 1, no seconds) is the CLI.
+    from jaxar.completion import run_completion
+
+    paths = run_completion(
+        workdir, checkpoint="latest", rows=3, num=2, per_example=3, seed=4, out=out + "_py"
+    )
+    assert paths == [out + "_py.npy", out + "_py.png"]
+    np.testing.assert_array_equal(np.load(paths[0]), got)
 
     png = np.asarray(Image.open(out + ".png"))
     tile = reporting.image_grid(x[:1], model.num_levels, pad=0)  # 64 x 64 for 8 x 8 digits
