@@ -102,6 +102,26 @@ def test_checkpoints_are_sealed_and_damaged_ones_skipped_by_name(tmp_path, caplo
     ckpt.close()
 
 
+def test_a_damaged_step_saved_again_is_moved_aside_first(tmp_path):
+    """Restored past a damaged step without ``move_skipped`` (a caller of the class, not the
+    runner), then saving that step again: the damaged one is kept aside and the new one saved."""
+    ckpt = _saved(tmp_path, (1, 2))
+    target = _largest_file(tmp_path / "checkpoints" / "2")
+    with open(target, "r+b") as f:
+        f.truncate(os.path.getsize(target) // 2)
+    assert ckpt.restore(_state(0))[1] == 1
+    assert ckpt.all_steps() == [1, 2]  # not moved by the restore
+    ckpt.save(2, _state(22))
+    ckpt.close()
+    aside = [p.name.split(".")[0] for p in (tmp_path / "checkpoints.damaged").iterdir()]
+    assert aside == ["2"]
+    ckpt = Checkpointer(str(tmp_path), keep=5)
+    state, step = ckpt.restore(_state(0))
+    assert step == 2
+    np.testing.assert_array_equal(state["w"], _state(22)["w"])
+    ckpt.close()
+
+
 def test_unsealed_checkpoint_restores_unverified_or_is_skipped(tmp_path):
     ckpt = _saved(tmp_path, (1, 2))
     steps_dir = tmp_path / "checkpoints"
