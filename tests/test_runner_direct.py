@@ -14,6 +14,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -647,3 +648,39 @@ def test_rgb_completions_are_a_colour_grid(tmp_path):
     assert png.shape == (2 * (h + 2) + 2, 4 * (w + 2) + 2, 3)
     last = reporting.image_grid(completions[1, 1][None], 4, pad=0)
     np.testing.assert_array_equal(png[2 + (h + 2) :][:h, 2 + 3 * (w + 2) :][:, :w], last)
+
+
+def test_build_model_fills_what_the_data_gives_and_refuses_what_the_model_cannot_take():
+    """``build_model`` from hand-made ``DataInfo``: no data is read, no model is run."""
+    from jaxar.runner import build_model
+
+    def config(name, conditional=False, **model):
+        c = jaxar_config.default()
+        c.model_name, c.data.conditional = name, conditional
+        c.model = ml_collections.ConfigDict(model)
+        return c
+
+    image = DataInfo("img", (4, 4, 1), 5, num_classes=3)
+    plain = build_model(config("pixelcnn", features=4), image)  # unconditional data
+    assert (plain.event_shape, plain.num_levels, plain.num_classes) == ((4, 4, 1), 5, 0)
+    vq = build_model(config("vqvae"), image)  # a model without num_classes, unconditional
+    assert vq.event_shape == (4, 4, 1)
+    labelled = build_model(config("pixelcnn", conditional=True, features=4), image)
+    assert labelled.num_classes == 3
+    same = build_model(config("pixelcnn", conditional=True, features=4, num_classes=3), image)
+    assert same.num_classes == 3  # the config may repeat what the data says
+    with pytest.raises(ValueError, match="num_classes=5 in the config but the data img has 3"):
+        build_model(config("pixelcnn", conditional=True, features=4, num_classes=5), image)
+    with pytest.raises(ValueError, match="model vqvae takes no num_classes"):
+        build_model(config("vqvae", conditional=True), image)
+
+    tiny = models.tiny_spec("wavenet").hparams_for((12,))
+    clip = DataInfo("wav", (12,), 7, kind="audio", sample_rate=8000)
+    wavenet = build_model(config("wavenet", **tiny), clip)  # no image_shape to fill: skipped
+    assert (wavenet.event_shape, wavenet.num_levels) == ((12,), 7)
+    mels = DataInfo("wav", (12,), 7, kind="audio", sample_rate=8000, feature_shape=(3, 2),
+                    feature_hop=4)  # fmt: skip
+    vocoder = build_model(config("wavenet", **tiny), mels)
+    assert (vocoder.hparams["local_features"], vocoder.hparams["local_hop"]) == (2, 4)
+    again = build_model(config("wavenet", local_features=2, local_hop=4, **tiny), mels)
+    assert again.hparams["local_features"] == 2
