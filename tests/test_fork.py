@@ -8,6 +8,7 @@ import os
 import pathlib
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from test_train import _cli  # the CLI in a subprocess, as a user runs it
@@ -87,6 +88,24 @@ def test_a_config_that_registers_a_model_loads_twice(tmp_path, scratch_registry)
         assert jaxar_config.load(str(path)).model_name == "inline_pixelcnn"
     with pytest.raises(ValueError, match="'inline_pixelcnn' is already registered by"):
         models.register("inline_pixelcnn")(lambda image_shape=(8, 8, 1): None)
+
+
+def test_a_fork_model_without_dtype_still_gets_the_datas_shape_and_levels(scratch_registry):
+    """A fork's factory need not take every data-given hyperparameter: ``build_model`` skips
+    the ones it lacks (``dtype`` here, the first filled) and still fills the rest."""
+    from jaxar.data import DataInfo
+    from jaxar.models import pixelcnn
+    from jaxar.runner import build_model
+
+    @models.register("no_dtype_pixelcnn")
+    def no_dtype_pixelcnn(image_shape=(8, 8, 1), num_levels=17):
+        return pixelcnn.pixelcnn(image_shape=image_shape, num_levels=num_levels, features=4)
+
+    c = jaxar_config.default()
+    c.model_name, c.model = "no_dtype_pixelcnn", ml_collections.ConfigDict()
+    model = build_model(c, DataInfo("img", (4, 5, 1), 5))
+    assert (model.event_shape, model.num_levels) == ((4, 5, 1), 5)
+    assert "dtype" not in model.hparams
 
 
 def test_a_missing_import_is_one_clear_error():
