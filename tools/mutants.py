@@ -10,7 +10,7 @@ records which), stopping at the first failure:
     git clone . /tmp/mut && cd /tmp/mut          # mutants are written into the tree
     pytest -q -n 2 --dist loadfile --cov=jaxar --cov-context=test   # .coverage, 25 min
     python tools/mutants.py --paths jaxar/runner/steps.py,jaxar/objectives.py \\
-        [--sample 100 --seed 0] [--timeout 300] --out mutants.jsonl
+        [--sample 100 --seed 0] [--timeout 300] [--skip earlier.jsonl] --out mutants.jsonl
 
 Mutants are enumerated by ``mutmut run --runner true`` (which tests nothing), ``--sample N``
 draws N of them (fixed ``--seed``), each is applied with ``mutmut apply`` and the file is
@@ -146,6 +146,13 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--prefer", default="", help="test files run first, beside the module's own test file"
     )
+    ap.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="a --out file of an earlier run over the same --paths (so the same mutant ids): "
+        "its mutants are left out before sampling (repeatable)",
+    )
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     paths = [p for p in args.paths.split(",") if p]
@@ -161,6 +168,11 @@ def main(argv=None) -> None:
     prefer = tuple(s for s in args.prefer.split(",") if s)
     ids = enumerate_mutants(paths)
     _git_clean(paths)
+    done = set()
+    for path in args.skip:
+        with open(path) as f:
+            done.update(json.loads(line)["id"] for line in f if line.strip())
+    ids = [i for i in ids if i not in done]
     if args.sample:
         ids = sorted(random.Random(args.seed).sample(ids, min(args.sample, len(ids))))
     print(f"{len(ids)} mutants of {paths}", flush=True)
