@@ -124,8 +124,8 @@ MODEL_INT_ZERO_OK = {
     "local_features",
     "local_hop",
     "local_channels",
-    "num_downsamples",
-    "upsample",
+    "input_embedding",  # gated_pixelcnn: 0 = one-hot input
+    "head_channels",  # wavenet: 0 = skip_channels
 }
 MODEL_RULES = {
     "num_levels": _int(2),

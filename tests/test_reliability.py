@@ -297,6 +297,7 @@ def test_each_bad_config_value_is_one_line(key, value, message):
 
 
 def test_every_shipped_config_is_valid():
+    validation.validate_config(jaxar_config.default())  # the defaults every config overrides
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     folder = os.path.join(repo, "experiments", "configs")
     for name in sorted(os.listdir(folder)):
@@ -306,6 +307,34 @@ def test_every_shipped_config_is_valid():
     c.batch_size, c.grad_accum_steps = 30, 4
     with pytest.raises(validation.ConfigError, match="batch_size must be a multiple of"):
         validation.validate_config(c)
+
+
+def test_each_hyperparameter_validation_lets_be_zero_builds_at_zero():
+    """``MODEL_INT_ZERO_OK`` (integers that may be 0) names only hyperparameters that some
+    registered model takes, every model taking one validates and builds with it at 0, and
+    every integer hyperparameter whose default is 0 is in it (a config may write out a
+    default)."""
+    import inspect
+
+    import ml_collections
+
+    from jaxar.models import registry
+
+    for name in models.names():
+        for key, p in inspect.signature(registry._get(name)).parameters.items():
+            if type(p.default) is int and p.default == 0:
+                assert key in validation.MODEL_INT_ZERO_OK, f"{name}'s default {key}=0 refused"
+    for key in sorted(validation.MODEL_INT_ZERO_OK):
+        takers = [n for n in models.names() if key in models.hparam_names(n)]
+        assert takers, f"no registered model takes {key}"
+        for name in takers:
+            spec = models.tiny_spec(name)
+            hparams = {**spec.hparams_for(next(iter(spec.shapes.values()))), key: 0}
+            c = jaxar_config.default()
+            c.model_name, c.model = name, ml_collections.ConfigDict(hparams)
+            validation.validate_config(c)
+            model = models.create(name, **hparams)
+            jax.eval_shape(model.init, jax.random.key(0))  # builds: shapes only, no compile
 
 
 def test_compare_configs_refuses_shape_and_data_changes():
