@@ -190,8 +190,16 @@ def test_encoding_writes_codes_and_the_codes_loader_reads_them(two_stage_runs):
     x = np.stack([images[i]["x"] for i in range(5)]).astype(np.int32)
     codes = np.stack([src[i]["x"][..., 0] for i in range(5)])
     np.testing.assert_array_equal(model.encode(variables, x), codes)
-    nll, _ = model.nll(variables, np.stack([images[i]["x"] for i in range(297)]).astype(np.int32))
+    every = np.stack([images[i]["x"] for i in range(297)]).astype(np.int32)
+    nll, sq = model.nll(variables, every)
     np.testing.assert_allclose(meta["test_recon_nll_nats"], float(np.mean(nll)), rtol=1e-4)
+    # In batches of 128 (the last one padded): every batch's codes, labels and sums count once.
+    got_codes, got_labels, nll_sum, sq_sum = two_stage._encode_split(
+        model, variables, images, 128, "", 0, nll=True
+    )
+    np.testing.assert_array_equal(got_codes, model.encode(variables, every))
+    np.testing.assert_array_equal(got_labels, [images[i]["label"] for i in range(297)])
+    np.testing.assert_allclose([nll_sum, sq_sum], [np.sum(nll), np.sum(sq)], rtol=1e-5)
 
 
 def test_prior_trains_on_codes_and_the_image_bound_holds(two_stage_runs):
