@@ -104,6 +104,7 @@ def test_mu_law_against_the_formula(levels):
     np.testing.assert_array_equal(mu_law_encode_np(centres, levels), k)
     if levels == 256:  # the defaults are 8-bit
         np.testing.assert_array_equal(np.asarray(mu_law_encode(jnp.asarray(x, jnp.float32))), want)
+        np.testing.assert_array_equal(mu_law_encode_np(x), want)
         np.testing.assert_allclose(np.asarray(mu_law_decode(jnp.asarray(k))), centres, atol=2e-6)
 
 
@@ -123,6 +124,46 @@ def test_stereo_downmix_is_the_mean_of_the_channels():
     got = np.concatenate([src[i]["x"] for i in range(len(src))])
     np.testing.assert_array_equal(got, _mu_law_direct((left + right) / 2, 256))
     assert src.stats.downmixed == 1
+
+
+def test_audio_source_counts_what_loading_did_to_each_clip():
+    """``stats`` against a hand count: a mono clip padded to whole feature frames, a stereo
+    clip down-mixed and resampled (its 800 samples already whole frames), a clip shorter than
+    a window, an empty one; then silence trimming at a 0.5 dB threshold."""
+    import dataclasses
+
+    from jaxar.data.features import log_mel_spectrogram
+
+    rs = np.random.default_rng(0)
+    a = rs.uniform(-0.5, 0.5, 1000)
+    items = [
+        _item("a", a, 8000),
+        _item("b", rs.uniform(-0.5, 0.5, (1600, 2)), 16000),
+        _item("c", rs.uniform(-0.5, 0.5, 240), 8000),
+        _item("d", np.zeros(0), 8000),
+    ]
+    src = AudioSource("t", "test", items, length=400, sample_rate=8000, features="log_mel",
+                      num_mels=8, feature_hop=80)  # fmt: skip
+    got = dataclasses.asdict(src.stats)
+    assert got.pop("seconds") == pytest.approx((1000 + 800 + 240) / 8000)
+    assert got == dict(files=3, resampled=1, downmixed=1, trimmed_files=0, trimmed_seconds=0.0,
+                       padded_files=["c"], frame_padded_files=1, dropped_files=["d"])  # fmt: skip
+    # The default FFT size: the least power of two >= 4 hops (512), on the frame-padded clip.
+    want = log_mel_spectrogram(np.pad(a, (0, 40)).astype(np.float32), 8000, 80, 8, 512)
+    np.testing.assert_allclose(src[0]["features"], want[:5], rtol=1e-5, atol=1e-5)
+
+    square = np.concatenate([np.zeros(160), np.tile([0.5, -0.5], 400), np.zeros(240)])
+    trimmed = AudioSource("t", "test", [_item("s", square, 8000)], length=400,
+                          sample_rate=8000, trim_silence_db=0.5)  # fmt: skip
+    assert trimmed.stats.trimmed_files == 1
+    assert trimmed.stats.trimmed_seconds == pytest.approx(400 / 8000)
+    with pytest.raises(ValueError, match="expected a sample rate >= 1 Hz .* got 0"):
+        AudioSource("t", "test", items, length=400)
+    with pytest.raises(ValueError, match="expected a crop length >= 1 samples .* got 0"):
+        AudioSource("t", "test", items, sample_rate=8000)
+    one = AudioSource("t", "test", items[:1], length=400, sample_rate=8000, features="log_mel",
+                      num_mels=8, feature_hop=1, fft_size=64)  # fmt: skip
+    assert one[0]["features"].shape == (400, 8)  # a hop of one sample is allowed
 
 
 def test_resampling_keeps_the_waveform():
