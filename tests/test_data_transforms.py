@@ -151,6 +151,11 @@ def test_audio_source_counts_what_loading_did_to_each_clip():
     # The default FFT size: the least power of two >= 4 hops (512), on the frame-padded clip.
     want = log_mel_spectrogram(np.pad(a, (0, 40)).astype(np.float32), 8000, 80, 8, 512)
     np.testing.assert_allclose(src[0]["features"], want[:5], rtol=1e-5, atol=1e-5)
+    assert src.info.feature_shape == (5, 8) and all(type(d) is int for d in src.info.feature_shape)
+    assert len(src) == 3 + 2 + 1  # ceil(1040 / 400) + 800 / 400 + one padded window
+    np.testing.assert_array_equal(src[-len(src)]["x"], src[0]["x"])
+    with pytest.raises(IndexError, match="window 6 out of range for 6 windows"):
+        src[len(src)]
 
     square = np.concatenate([np.zeros(160), np.tile([0.5, -0.5], 400), np.zeros(240)])
     trimmed = AudioSource("t", "test", [_item("s", square, 8000)], length=400,

@@ -1,6 +1,7 @@
 """The wav:DIR source: reading, resampling, splitting, crops, trimming, errors."""
 
 import logging
+import math
 import os
 import shutil
 
@@ -197,6 +198,50 @@ def test_log_mel_of_a_tone_peaks_in_its_band():
     assert abs(int(np.argmax(feats[25])) - int(centre)) <= 1
     assert 0.0 <= feats.min() and feats.max() <= 1.0 and feats[25].max() > 0.8
     assert log_mel_spectrogram(np.zeros(800, np.float32), 8000, 80, 40).max() == 0.0  # -100 dB
+
+
+def _log_mel_direct(audio, rate, hop, num_mels, n_fft, fmin=0.0, min_db=-100.0):
+    """The module docstring's definition, one frame and one band at a time."""
+    mel = lambda f: 2595.0 * math.log10(1.0 + f / 700.0)
+    hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    lo, hi = mel(fmin), mel(rate / 2.0)
+    points = [hz(lo + (hi - lo) * i / (num_mels + 1)) for i in range(num_mels + 2)]
+    freqs = [k * rate / n_fft for k in range(n_fft // 2 + 1)]
+    window = [0.5 - 0.5 * math.cos(2 * math.pi * k / (n_fft - 1)) for k in range(n_fft)]
+    out = np.zeros((len(audio) // hop, num_mels))
+    for f in range(len(audio) // hop):
+        start = f * hop + hop // 2 - n_fft // 2  # centred on the middle of the frame's samples
+        seg = [audio[start + k] if 0 <= start + k < len(audio) else 0.0 for k in range(n_fft)]
+        spec = np.abs(np.fft.rfft(np.multiply(seg, window))) / sum(window)
+        for j in range(num_mels):
+            a, b, c = points[j : j + 3]
+            w = [max(0.0, min((x - a) / (b - a), (c - x) / (c - b))) for x in freqs]
+            value = sum(wi * si for wi, si in zip(w, spec)) / sum(w)
+            db = 20.0 * math.log10(max(value, 10.0 ** (min_db / 20.0)))
+            out[f, j] = min(1.0, max(0.0, (db - min_db) / -min_db))
+    return out
+
+
+def test_log_mel_against_a_direct_computation():
+    from jaxar.data.features import default_fft_size, log_mel_spectrogram
+
+    rs = np.random.default_rng(0)
+    audio = (0.3 * rs.standard_normal(240) + _tone(0.03, 8000, 700.0, 0.5)).astype(np.float32)
+    for hop, mels, n_fft, fmin in [(16, 6, 64, 0.0), (24, 5, 0, 300.0), (8, 1, 32, 0.0)]:
+        kw = {} if fmin == 0.0 else {"fmin": fmin}  # fmin's default is 0 Hz
+        got = log_mel_spectrogram(audio, 8000, hop, mels, n_fft, **kw)
+        want = _log_mel_direct(audio, 8000, hop, mels, n_fft or default_fft_size(hop), fmin)
+        np.testing.assert_allclose(got, want, atol=2e-5)
+    assert [default_fft_size(h) for h in (1, 2, 3, 16, 24, 80, 128)] == [
+        4,
+        8,
+        16,
+        64,
+        128,
+        512,
+        512,
+    ]
+    assert log_mel_spectrogram(audio, 8000, 80).shape == (3, 80)  # 80 mels by default
 
 
 def test_log_mel_frame_f_describes_samples_around_f_hop():
