@@ -47,6 +47,31 @@ def test_image_maps_are_written(tmp_path):
     assert saved["mean"].shape == m.event_shape and saved["examples"].shape == (3, *m.event_shape)
 
 
+def test_image_maps_draw_the_channel_means_and_the_images(tmp_path, monkeypatch):
+    """What each panel shows, read at ``imshow``: RGB 2x3 maps averaged over channels, the
+    images scaled to [0, 1], one colour scale for the examples' maps."""
+    import matplotlib.axes
+
+    shown, imshow = [], matplotlib.axes.Axes.imshow
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "imshow",
+        lambda ax, data, **kw: shown.append((np.asarray(data), kw)) or imshow(ax, data, **kw),
+    )
+    rs = np.random.default_rng(0)
+    mean_map, maps = rs.uniform(0, 8, (2, 3, 3)), rs.uniform(0, 8, (2, 2, 3, 3))
+    images = rs.integers(0, 4, (2, 2, 3, 3))
+    bitsmap.save_image_bits_maps(str(tmp_path), mean_map, images, maps, num_levels=4)
+    assert len(shown) == 1 + 2 * 2
+    np.testing.assert_allclose(shown[0][0], mean_map.mean(axis=-1))
+    vmax = maps.mean(axis=-1).max()
+    for i in range(2):
+        (pix, _), (drawn, kw) = shown[1 + 2 * i], shown[2 + 2 * i]
+        np.testing.assert_allclose(pix, images[i] / 3.0)
+        np.testing.assert_allclose(drawn, maps[i].mean(axis=-1))
+        assert kw["vmin"] == 0 and kw["vmax"] == pytest.approx(vmax)
+
+
 def test_audio_plot_is_written(tmp_path):
     m, params, _, source, info = _setup("wavenet")
     paths = bitsmap.write_bits_maps(m, params, source, info, str(tmp_path), batch_size=8)
