@@ -26,10 +26,12 @@ def _tone(n, rate, freq):
     return 0.5 * np.sin(2 * np.pi * freq * np.arange(n) / rate)
 
 
-def _prepare(root, name="fake_speech", splits=("train",), file_format="", shards=2, n=9):
-    """A prepared ``name`` under ``root``: ``n`` utterances per split at 16 kHz, int16 PCM (or
-    WAV bytes when ``file_format`` is "wav"), a 3-speaker ClassLabel and a text id, dealt
-    round-robin over ``shards`` shards. Returns each split's (pcm, speaker) in record order."""
+def _prepare(root, name="fake_speech", splits=("train",), file_format="", shards=2, n=9,
+             audio_dtype="int16"):  # fmt: skip
+    """A prepared ``name`` under ``root``: ``n`` utterances per split at 16 kHz, int16 PCM or
+    float32 in [-1, 1] (``audio_dtype``; WAV bytes of int16 when ``file_format`` is "wav"), a
+    3-speaker ClassLabel and a text id, dealt round-robin over ``shards`` shards. Returns each
+    split's (stored audio, speaker) in record order."""
     from array_record.python.array_record_module import ArrayRecordWriter
     from google.protobuf import json_format
     from tensorflow_datasets.core import example_serializer
@@ -37,11 +39,10 @@ def _prepare(root, name="fake_speech", splits=("train",), file_format="", shards
 
     directory = os.path.join(root, name, "1.0.0")
     os.makedirs(directory)
-    audio_dtype = np.int16
     stored = (
         tfds.features.Tensor(shape=(), dtype=np.object_)
         if file_format
-        else tfds.features.Tensor(shape=(None,), dtype=audio_dtype)
+        else tfds.features.Tensor(shape=(None,), dtype=np.dtype(audio_dtype))
     )
     f = tfds.features.FeaturesDict(
         {"speech": stored, "speaker": tfds.features.ClassLabel(num_classes=3),
@@ -50,10 +51,10 @@ def _prepare(root, name="fake_speech", splits=("train",), file_format="", shards
     proto = f.to_proto()
     proto.features_dict.features["speech"].CopyFrom(
         feature_pb2.Feature(
-            python_class_name=tfds_audio._AUDIO_CLASS,
+            python_class_name=f"{tfds.features.Audio.__module__}.{tfds.features.Audio.__name__}",
             audio=feature_pb2.AudioFeature(
                 shape=feature_pb2.Shape(dimensions=[-1]),
-                dtype="int16",
+                dtype=audio_dtype,
                 sample_rate=16000,
                 file_format=file_format,
                 encoding="none",
@@ -71,7 +72,9 @@ def _prepare(root, name="fake_speech", splits=("train",), file_format="", shards
             path = os.path.join(directory, f"{name}-{split}.array_record-{s:05d}-of-{shards:05d}")
             w = ArrayRecordWriter(path, "group_size:1")
             for i in idxs:
-                pcm = (_tone(3000 + 500 * i, 16000, 200 + 50 * i) * 32767).astype(np.int16)
+                pcm = _tone(3000 + 500 * i, 16000, 200 + 50 * i)
+                pcm = pcm.astype(np.float32) if audio_dtype == "float32" else pcm * 32767
+                pcm = pcm.astype(audio_dtype)
                 if file_format:
                     buf = io.BytesIO()
                     soundfile.write(buf, pcm, 16000, format="WAV", subtype="PCM_16")
@@ -96,9 +99,11 @@ def _prepare(root, name="fake_speech", splits=("train",), file_format="", shards
 OPTS = dict(length=800, sample_rate=8000)
 
 
-@pytest.mark.parametrize("file_format", ["", "wav"])
-def test_audio_dataset_with_only_a_train_split(tmp_path, file_format):
-    clips = _prepare(tmp_path, file_format=file_format)["train"]
+@pytest.mark.parametrize(
+    "file_format, audio_dtype", [("", "int16"), ("wav", "int16"), ("", "float32")]
+)
+def test_audio_dataset_with_only_a_train_split(tmp_path, file_format, audio_dtype):
+    clips = _prepare(tmp_path, file_format=file_format, audio_dtype=audio_dtype)["train"]
     assert tfds_audio.is_audio("fake_speech", str(tmp_path))
     train = jaxar.data.load("tfds:fake_speech", "train", data_dir=str(tmp_path), **OPTS)
     test = jaxar.data.load("tfds:fake_speech", "test", data_dir=str(tmp_path), **OPTS)
@@ -121,7 +126,8 @@ def test_audio_dataset_with_only_a_train_split(tmp_path, file_format):
             pcm, speaker = clips[i]
             el = next(src[j] for j in range(len(src)) if int(src[j]["file"]) == k)
             assert int(el["label"]) == speaker
-            want = mu_law_encode_np(resample_poly(pcm / 32768.0, 1, 2)[:800])
+            pcm = pcm / 32768.0 if audio_dtype == "int16" else pcm
+            want = mu_law_encode_np(resample_poly(pcm, 1, 2)[:800])
             assert np.abs(el["x"] - want).max() <= 1  # float32 vs float64 resampling
 
 
@@ -176,4 +182,50 @@ def test_a_record_that_does_not_decode_is_named(tmp_path):
         w.write(b"\x08not a tf.train.Example")
     w.close()
     with pytest.raises(ValueError, match=r"record \d+ of .* cannot be decoded"):
+        jaxar.data.load("tfds:fake_speech", "train", data_dir=str(tmp_path), **OPTS)
+
+
+def test_find_prepared_takes_the_newest_version_a_named_one_or_a_config(tmp_path, monkeypatch):
+    def prepared(*parts):
+        d = tmp_path.joinpath(*parts)
+        d.mkdir(parents=True)
+        (d / "dataset_info.json").write_text("{}")
+        return str(d)
+
+    for version in ("1.2.0", "1.10.0", "1.9.3"):
+        prepared("speech", version)
+    newest = str(tmp_path / "speech" / "1.10.0")
+    glob = tfds_audio.glob.glob
+    for order in (sorted, lambda paths: sorted(paths, reverse=True)):  # whatever glob lists
+        monkeypatch.setattr(tfds_audio.glob, "glob", lambda pattern: order(glob(pattern)))
+        assert tfds_audio.find_prepared("speech", str(tmp_path)) == newest  # 10 > 9 > 2
+    monkeypatch.setattr(tfds_audio.glob, "glob", glob)
+    assert tfds_audio.find_prepared("speech:1.2.0", str(tmp_path)) == str(tmp_path / "speech/1.2.0")
+    assert tfds_audio.find_prepared("speech:3.0.0", str(tmp_path)) is None
+    config = prepared("other", "clean", "2.0.0")  # NAME/CONFIG/VERSION
+    assert tfds_audio.find_prepared("other", str(tmp_path)) == config
+    # The data dir: the argument, else $TFDS_DATA_DIR, else ~/tensorflow_datasets.
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    assert tfds_audio.find_prepared("speech") == newest
+    monkeypatch.delenv("TFDS_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = prepared("home", "tensorflow_datasets", "speech", "1.0.0")
+    assert tfds_audio.find_prepared("speech") == home
+
+
+def test_shard_names_follow_the_splits_template_and_the_format_is_checked(tmp_path):
+    clips = _prepare(tmp_path, n=4, shards=2)["train"]
+    directory = tmp_path / "fake_speech" / "1.0.0"
+    info = json.loads((directory / "dataset_info.json").read_text())
+    template = "{DATASET}-{SPLIT}-{SHARD_INDEX}-{NUM_SHARDS}.{FILEFORMAT}"
+    info["splits"][0]["filepathTemplate"] = template
+    for i in range(2):
+        old = directory / f"fake_speech-train.array_record-{i:05d}-of-00002"
+        old.rename(directory / f"fake_speech-train-{i:05d}-00002.array_record")
+    (directory / "dataset_info.json").write_text(json.dumps(info))
+    src = jaxar.data.load("tfds:fake_speech", "train", data_dir=str(tmp_path), **OPTS)
+    assert len(src.files) + 1 == len(clips)  # one of the four is the test split
+    del info["fileFormat"]  # tfds' default format, tfrecord, is refused
+    (directory / "dataset_info.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="prepared as tfrecord; jaxar reads array_record"):
         jaxar.data.load("tfds:fake_speech", "train", data_dir=str(tmp_path), **OPTS)
