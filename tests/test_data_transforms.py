@@ -171,6 +171,37 @@ def test_audio_source_counts_what_loading_did_to_each_clip():
     assert one[0]["features"].shape == (400, 8)  # a hop of one sample is allowed
 
 
+def test_silence_trimming_keeps_the_frames_within_db_of_the_loudest():
+    """``_trim`` on 10 ms square-wave frames (RMS = amplitude exactly) 26, 24 and 0 dB below
+    a full-scale peak: a 25 dB threshold cuts between the first two, and a clip whose last
+    whole frame is loud keeps its partial tail."""
+    from jaxar.data.audio import _trim
+
+    n = 80  # 10 ms at 8 kHz
+    frame = lambda db: np.tile([1.0, -1.0], n // 2) * 10.0 ** (-db / 20.0)
+    silence = np.zeros(n)
+    clip = np.concatenate([silence, frame(26), frame(24), frame(0), frame(24), frame(26), silence])
+    np.testing.assert_array_equal(_trim(clip, 8000, 25.0), clip[2 * n : 5 * n])
+    np.testing.assert_array_equal(_trim(clip, 8000, 35.0), clip[n : 6 * n])
+    np.testing.assert_array_equal(_trim(clip, 8000, 10.0), clip[3 * n : 4 * n])
+    tail = np.concatenate([silence, frame(0), frame(0), 0.01 * np.ones(30)])  # 3 frames + 30
+    np.testing.assert_array_equal(_trim(tail, 8000, 20.0), tail[n:])
+    np.testing.assert_array_equal(_trim(np.zeros(500), 8000, 20.0), np.zeros(500))  # all silent
+    np.testing.assert_array_equal(_trim(clip[:50], 8000, 20.0), clip[:50])  # under one frame
+
+
+def test_split_items_is_a_fixed_permutation_with_a_share_for_test():
+    from jaxar.data.audio import split_items
+
+    order = np.random.default_rng(0).permutation(10)
+    np.testing.assert_array_equal(split_items(10, "test", 0.2), np.sort(order[:2]))
+    np.testing.assert_array_equal(split_items(10, "train", 0.2), np.sort(order[2:]))
+    assert len(split_items(9, "test", 0.05)) == 1  # at least one
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=f"test_fraction must be in \\(0, 1\\), got {bad}"):
+            split_items(10, "test", bad)
+
+
 def test_resampling_keeps_the_waveform():
     rate, target, n = 16000, 8000, 3200
     t = np.arange(n) / rate
