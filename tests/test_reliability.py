@@ -296,6 +296,21 @@ def test_each_bad_config_value_is_one_line(key, value, message):
     assert "\n" not in str(e.value)
 
 
+def test_every_documented_choice_validates():
+    c = jaxar_config.default()
+    for key, choices in [
+        ("data.binarize", ("", "dynamic", "static")),
+        ("data.features", ("", "log_mel")),
+        ("optim.schedule", ("constant", "cosine", "exponential")),
+        ("compute_dtype", ("float32", "bfloat16")),
+    ]:
+        *path, last = key.split(".")
+        node = c[path[0]] if path else c
+        for choice in choices:
+            node[last] = choice
+            validation.validate_config(c)
+
+
 def test_every_shipped_config_is_valid():
     validation.validate_config(jaxar_config.default())  # the defaults every config overrides
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

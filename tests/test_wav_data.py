@@ -40,6 +40,11 @@ def _load(d, split, **kw):
     return jaxar.data.load(f"wav:{d}", split, **{"length": 400, "sample_rate": 8000, **kw})
 
 
+def test_the_level_count_reaches_the_source(wav_dir):
+    src = _load(wav_dir, "train", num_levels=16)
+    assert src.info.num_levels == 16 and 0 <= min(src[0]["x"]) and max(src[0]["x"]) < 16
+
+
 def test_splits_info_and_windows(wav_dir):
     train, test = _load(wav_dir, "train"), _load(wav_dir, "test")
     assert train.info == test.info
