@@ -122,6 +122,29 @@ def test_a_damaged_step_saved_again_is_moved_aside_first(tmp_path):
     ckpt.close()
 
 
+@pytest.mark.parametrize("process", [0, 1])
+def test_moving_a_damaged_step_aside_is_a_barrier_for_every_process(tmp_path, monkeypatch, process):
+    """In a job of 2 processes, process 0 alone moves the damaged step and every process waits
+    at one named barrier before reading the steps again (else process 1 could still see it)."""
+    import types
+
+    from jax.experimental import multihost_utils
+
+    from jaxar import checkpointing
+
+    ckpt = _saved(tmp_path, (1, 2))
+    waits = []
+    monkeypatch.setattr(multihost_utils, "sync_global_devices", waits.append)
+    fake_jax = types.SimpleNamespace(process_count=lambda: 2, process_index=lambda: process)
+    with monkeypatch.context() as m:
+        m.setattr(checkpointing, "jax", fake_jax)
+        ckpt._move_aside(2)
+    assert waits == ["jaxar_move_aside_2"]
+    moved = (tmp_path / "checkpoints.damaged").exists()
+    assert moved == (process == 0) and (tmp_path / "checkpoints" / "2").exists() == (process == 1)
+    ckpt.close()
+
+
 def test_unsealed_checkpoint_restores_unverified_or_is_skipped(tmp_path):
     ckpt = _saved(tmp_path, (1, 2))
     steps_dir = tmp_path / "checkpoints"
