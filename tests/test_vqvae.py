@@ -385,3 +385,21 @@ def test_vqvae_test_metrics_are_the_means_they_claim():
     np.testing.assert_allclose(got["test/mse"], mse.mean(), rtol=1e-5)
     np.testing.assert_allclose(got["test/perplexity"], perplexity_, rtol=1e-5)
     np.testing.assert_allclose(got["test/usage"], (p > 0).mean(), rtol=1e-6)
+
+
+def test_the_autoencoder_contract_and_the_encoders_widths():
+    """A fork's autoencoder must define every method the runner and two-stage code call; the
+    encoder's downsampling convolutions are ``features // 2`` wide but the last (the module
+    docstring). Shapes only: nothing is compiled."""
+    from jaxar.models.autoencoder import Autoencoder
+
+    assert Autoencoder.__abstractmethods__ == {
+        "init", "init_state", "loss", "eval_sums", "summarize", "variables", "encode",
+        "decode_mean", "nll",
+    }  # fmt: skip
+    for downsamples, widths in [(1, [16]), (2, [8, 16]), (3, [8, 8, 16])]:
+        model = models.create("vqvae", image_shape=(8, 8, 1), num_levels=4, features=16,
+                              res_features=8, num_downsamples=downsamples)  # fmt: skip
+        encoder = jax.eval_shape(model.init, jax.random.key(0))["encoder"]
+        got = [encoder[f"Conv_{i}"]["kernel"].shape for i in range(downsamples)]
+        assert got == [(4, 4, w_in, w) for w_in, w in zip([1, *widths], widths)]

@@ -1,7 +1,8 @@
 """VQ-VAE (van den Oord et al. 2017): a convolutional autoencoder with a discrete latent grid.
 
 The encoder maps an image ``(H, W, C)`` to a grid ``(h, w) = (H, W) / 2^num_downsamples`` of
-``code_dim`` vectors (``num_downsamples`` convolutions 4x4 of stride 2, a 3x3 convolution,
+``code_dim`` vectors (``num_downsamples`` convolutions 4x4 of stride 2, ``features // 2``
+wide but the last, which is ``features`` wide; a 3x3 convolution,
 ``num_res_blocks`` residual blocks ``x + conv1x1(relu(conv3x3(relu(x))))``, a 1x1 projection);
 :class:`~jaxar.nn.quantize.VectorQuantizer` replaces each vector by its nearest code; the
 decoder mirrors the encoder (transposed convolutions 4x4 of stride 2) and outputs, for every
