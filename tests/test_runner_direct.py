@@ -310,6 +310,32 @@ def ema_run(tmp_path_factory):
     return dict(workdir=workdir, c=c, model=model, state=state, test_src=test_src, curves=curves)
 
 
+def test_compress_reports_the_ema_models_exact_bits_and_decompresses(ema_run, tmp_path):
+    """``compress_run``'s summary against ``log_prob`` of the coded test digits (with their
+    labels, under the EMA weights) and the file's size; ``decompress_file`` gives them back,
+    with one PNG per digit."""
+    from PIL import Image
+
+    from jaxar import coding
+
+    model, state, src = ema_run["model"], ema_run["state"], ema_run["test_src"]
+    out = str(tmp_path / "digits.jxr")
+    summary = coding.compress_run(ema_run["workdir"], out, num=8, progress=False)
+    x = np.stack([src[i]["x"] for i in range(8)]).astype(np.int32)
+    y = np.array([src[i]["label"] for i in range(8)], np.int32)
+    bits = -float(np.sum(np.asarray(model.log_prob(state.ema_params, x, y), np.float64))) / LN2
+    size, dims = os.path.getsize(out), 8 * 64
+    assert summary["examples"] == 8 and summary["bytes"] == size
+    np.testing.assert_allclose(summary["exact_bits_per_dim"], bits / dims, rtol=1e-5)
+    np.testing.assert_allclose(summary["bits_per_dim"], 8 * size / dims, rtol=1e-12)
+    np.testing.assert_allclose(summary["overhead"], 8 * size / bits - 1.0, rtol=1e-5)
+    decoded = coding.decompress_file(out, ema_run["workdir"], str(tmp_path / "d"), progress=False)
+    np.testing.assert_array_equal(decoded, x)
+    np.testing.assert_array_equal(np.load(tmp_path / "d" / "decoded.npy"), x)
+    png = np.asarray(Image.open(tmp_path / "d" / "000003.png"))
+    np.testing.assert_array_equal(png, np.round(x[3, ..., 0] * 255.0 / 16).astype(np.uint8))
+
+
 def _direct_test_nats(model, params, src):
     x = np.stack([src[i]["x"] for i in range(len(src))]).astype(np.int32)
     y = np.array([src[i]["label"] for i in range(len(src))], np.int32)
