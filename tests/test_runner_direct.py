@@ -612,6 +612,11 @@ def test_cli_completion_keeps_the_prompt_uses_the_labels_and_lays_out_the_grid(e
     )
     assert paths == [out + "_py.npy", out + "_py.png"]
     np.testing.assert_array_equal(np.load(paths[0]), got)
+    one = np.load(run_completion(workdir, checkpoint="latest", rows=3, num=1, out=out + "_1")[0])
+    assert one.shape == (1, 4, 8, 8, 1)  # --num 1 is allowed (4 completions by default)
+    np.testing.assert_array_equal(one[:, :, :3], np.repeat(x[:1, None, :3], 4, axis=1))
+    with pytest.raises(ValueError, match=r"expected --num in \[1, 297\] test examples, got 0"):
+        run_completion(workdir, checkpoint="latest", rows=3, num=0)
 
     png = np.asarray(Image.open(out + ".png"))
     tile = reporting.image_grid(x[:1], model.num_levels, pad=0)  # 64 x 64 for 8 x 8 digits
