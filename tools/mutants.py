@@ -166,12 +166,18 @@ def main(argv=None) -> None:
     selector = Selector(args.coverage)
     slow = tuple(s for s in args.slow.split(",") if s)
     prefer = tuple(s for s in args.prefer.split(",") if s)
-    ids = enumerate_mutants(paths)
-    _git_clean(paths)
     done = set()
     for path in args.skip:
+        if not os.path.isfile(path):
+            raise SystemExit(f"--skip: expected a --out file of an earlier run, got {path!r}")
         with open(path) as f:
-            done.update(json.loads(line)["id"] for line in f if line.strip())
+            rows = [json.loads(line) for line in f if line.strip()]
+        others = sorted({r["file"] for r in rows if r["file"] and r["file"] not in paths})
+        if others:  # ids number the mutants of one set of paths only
+            raise SystemExit(f"--skip: expected a run over {paths}, got {path} with {others}")
+        done.update(r["id"] for r in rows)
+    ids = enumerate_mutants(paths)
+    _git_clean(paths)
     ids = [i for i in ids if i not in done]
     if args.sample:
         ids = sorted(random.Random(args.seed).sample(ids, min(args.sample, len(ids))))
