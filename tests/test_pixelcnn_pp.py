@@ -14,6 +14,7 @@ from jaxar.nn.shifted import (
     DownShiftedConv2D,
     DownShiftedConvTranspose2D,
     concat_elu,
+    subpixel_conv_transpose,
 )
 from jaxar.testing import assert_cached_matches_naive, assert_teacher_forced_matches_full
 
@@ -117,6 +118,86 @@ def test_concat_elu_and_its_gradient_equal_elu_of_both_signs():
     jvp = lambda f: jax.jvp(f, (x,), (w[..., :5],))[1]
     np.testing.assert_allclose(jvp(concat_elu), jvp(reference), rtol=1e-6, atol=2e-7)
     assert concat_elu(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+def test_conv2d_derivatives_equal_the_plain_convolution_and_chunk_the_kernel_gradient():
+    # conv2d's custom JVP: values, reverse mode (both arguments, and the kernel alone) and
+    # forward mode equal lax's convolution; on CPU the kernel gradient is one convolution per
+    # KERNEL_GRAD_CHUNK outputs (3 for 48), the input gradient one, and a kernel of at most
+    # KERNEL_GRAD_CHUNK outputs is left whole.
+    import re
+
+    from jax import lax
+
+    from jaxar.nn.conv import KERNEL_GRAD_CHUNK, conv2d
+
+    assert KERNEL_GRAD_CHUNK == 16
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
+    kernel = jax.random.normal(jax.random.key(1), (2, 3, 8, 48))
+    pad, strides = ((1, 0), (1, 1)), (1, 1)
+    plain = lambda x, k: lax.conv_general_dilated(
+        x, k, strides, pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    ours = lambda x, k: conv2d(x, k, strides, pad)
+    w = jax.random.normal(jax.random.key(2), (2, 5, 6, 48))
+    loss = lambda f: lambda x, k: jnp.sum(w * f(x, k))
+    np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-6, atol=1e-5)
+    for got, ref in zip(
+        jax.grad(loss(ours), (0, 1))(x, kernel), jax.grad(loss(plain), (0, 1))(x, kernel)
+    ):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        jax.grad(loss(ours), 1)(x, kernel),
+        jax.grad(loss(plain), 1)(x, kernel),
+        rtol=1e-5,
+        atol=1e-4,
+    )
+    tangents = (0.3 * x, 0.7 * kernel)
+    np.testing.assert_allclose(
+        jax.jvp(ours, (x, kernel), tangents)[1], jax.jvp(plain, (x, kernel), tangents)[1],
+        rtol=1e-5, atol=1e-4,
+    )  # fmt: skip
+
+    def convs(f, argnums, k):
+        hlo = jax.jit(jax.grad(loss(f), argnums)).lower(x, k).compile().as_text()
+        return len(re.findall(r"\bconvolution\(", hlo))
+
+    assert convs(ours, 1, kernel) == 3
+    assert convs(ours, 0, kernel) == 1
+    small = kernel[..., :16]
+    w = w[..., :16]
+    assert convs(ours, 1, small) == 1
+
+
+@pytest.mark.parametrize("kh,kw,stride,h,w", [(2, 3, 2, 3, 4), (2, 2, 2, 2, 3), (3, 2, 3, 2, 2)])
+def test_subpixel_conv_transpose_equals_the_dilated_convolution(kh, kw, stride, h, w):
+    # Every padding that up-samples by `stride` exactly (the shifted layers use two of
+    # them): values, and both gradients through a vector-Jacobian product, against XLA's
+    # convolution of the zero-dilated input.
+    from jax import lax
+
+    x = jax.random.normal(jax.random.key(0), (2, h, w, 3))
+    kernel = jax.random.normal(jax.random.key(1), (kh, kw, 3, 4))
+    for top in range(kh):
+        for left in range(kw):
+            pad = ((top, stride - 1 + kh - 1 - top), (left, stride - 1 + kw - 1 - left))
+
+            def dilated(x, k, pad=pad):
+                return lax.conv_general_dilated(
+                    x, k, (1, 1), pad, lhs_dilation=(stride, stride),
+                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                )  # fmt: skip
+
+            subpixel = lambda x, k, pad=pad: subpixel_conv_transpose(x, k, stride, pad)
+            want = dilated(x, kernel)
+            assert want.shape == (2, stride * h, stride * w, 4)
+            np.testing.assert_allclose(subpixel(x, kernel), want, rtol=1e-5, atol=1e-5)
+            g = jax.random.normal(jax.random.key(2), want.shape)
+            vjp = lambda f: jax.grad(lambda x, k: jnp.sum(g * f(x, k)), (0, 1))(x, kernel)
+            for got, ref in zip(vjp(subpixel), vjp(dilated)):
+                np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="expected 2x the input"):
+        subpixel_conv_transpose(x, kernel[:, :, :, :], 2, ((0, 0), (0, 0)))
 
 
 def test_class_label_changes_the_output(rgb_params):

@@ -16,13 +16,15 @@ so that it no longer sees its own pixel.
 
 The strided versions (stride 2) halve the resolution: the coarse position ``(i, j)`` reads the
 fine window ending at ``(2i, 2j)``, so it depends on fine pixels before ``(2i, 2j)`` only. The
-transposed versions (up-sampling by ``stride``) are written as convolutions of the input
-dilated by ``stride`` and padded so that the fine output ``(p, q)`` reads only coarse inputs
-``(i, j)`` with ``stride * i <= p`` (and ``stride * j <= q`` for the down-right stream), which
-keeps both invariants across the U-net.
+transposed versions (up-sampling by ``stride``) are convolutions of the input dilated by
+``stride`` and padded so that the fine output ``(p, q)`` reads only coarse inputs ``(i, j)``
+with ``stride * i <= p`` (and ``stride * j <= q`` for the down-right stream), which keeps both
+invariants across the U-net; they are computed without the inserted zeros, as one ordinary
+convolution whose outputs are interleaved (:func:`subpixel_conv_transpose`).
 
 Every convolution is NHWC with an explicit padding (one XLA convolution, nothing masked at
-run time). Weight normalisation (``w = g v / ||v||``) is optional and off by default. Three
+run time; :func:`jaxar.nn.conv.conv2d`, whose kernel gradient is faster on CPU). Weight
+normalisation (``w = g v / ||v||``) is optional and off by default. Three
 initialisations (``weight_init``, one of :data:`WEIGHT_INITS`):
 
 * ``"unit"``: weight-norm directions ``v ~ N(0, 0.05^2)``, gain ``init_scale``, bias 0, so every
@@ -44,7 +46,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+
+from jaxar.nn.conv import conv2d
 
 __all__ = [
     "NIN",
@@ -58,6 +63,7 @@ __all__ = [
     "concat_elu",
     "down_shift",
     "right_shift",
+    "subpixel_conv_transpose",
 ]
 
 _SHIFTS = ("down", "down_right")
@@ -101,6 +107,59 @@ def _concat_elu_jvp(primals, tangents):
     y, e, pos = _concat_elu_and_slope(x)
     et = e * t
     return y, jnp.concatenate([jnp.where(pos, t, et), jnp.where(pos, -et, -t)], axis=-1)
+
+
+def _phase_taps(size: int, stride: int, pad_lo: int) -> tuple[np.ndarray, int, int]:
+    """For one axis of a convolution of an input dilated by ``stride`` (``kernel`` taps,
+    ``pad_lo`` zeros before): ``(table, lo, hi)``. Output ``stride * i + r`` reads input ``i +
+    o`` through tap ``table[o + lo, r]`` for ``o`` in ``-lo .. hi`` (``size``, one past the
+    last tap, where no tap reads that input: every other tap meets an inserted zero)."""
+    offsets = {}
+    for r in range(stride):
+        for a in range(size):
+            if (r + a - pad_lo) % stride == 0:
+                offsets[(r, a)] = (r + a - pad_lo) // stride
+    lo, hi = -min(offsets.values()), max(offsets.values())
+    table = np.full((lo + hi + 1, stride), size, np.int32)
+    for (r, a), o in offsets.items():
+        table[o + lo, r] = a
+    return table, lo, hi
+
+
+def subpixel_conv_transpose(x, kernel, stride: int, padding) -> jnp.ndarray:
+    """The convolution of ``x`` ``(B, H, W, C)`` dilated by ``stride`` (``stride - 1`` zeros
+    between inputs) with ``kernel`` ``(kh, kw, C, F)`` and ``padding`` ``((top, bottom),
+    (left, right))``, output ``(B, stride H, stride W, F)``, computed without the zeros.
+
+    Output ``(stride i + r, stride j + q)`` meets inputs only through the taps whose offset
+    ``(r + a - top)`` is a multiple of ``stride``; grouping each output phase ``(r, q)``'s
+    taps by the input they read makes ONE undilated convolution of ``x`` with ``stride^2 F``
+    outputs (a kernel gathered from ``kernel``, zero where a phase has no tap), whose
+    outputs are then interleaved (depth to space). The same sums as the dilated convolution
+    without its ``1 - 1/stride^2`` multiplications by zero, and its gradients are ordinary
+    convolutions: XLA's CPU backend runs the kernel gradient of the dilated one as a
+    convolution with a dilated 14x14 window, 24 ms for one 28x28 layer of the equal-budget
+    PixelCNN++ (BENCHMARKS.md).
+    """
+    kh, kw, c, f = kernel.shape
+    (top, bottom), (left, right) = padding
+    rows, rlo, rhi = _phase_taps(kh, stride, top)
+    cols, clo, chi = _phase_taps(kw, stride, left)
+    out_h = (x.shape[1] - 1) * stride + 1 + top + bottom - kh + 1
+    out_w = (x.shape[2] - 1) * stride + 1 + left + right - kw + 1
+    if (out_h, out_w) != (stride * x.shape[1], stride * x.shape[2]):
+        raise ValueError(
+            f"subpixel_conv_transpose: padding {padding} gives {out_h}x{out_w}, expected "
+            f"{stride}x the input {x.shape[1]}x{x.shape[2]}"
+        )
+    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # tap (kh, kw): zeros
+    # (rows, cols, r, q, C, F) -> (rows, cols, C, r, q, F)
+    k = padded[rows[:, None, :, None], cols[None, :, None, :]]
+    k = k.transpose(0, 1, 4, 2, 3, 5).reshape(len(rows), len(cols), c, stride * stride * f)
+    y = conv2d(x, k, (1, 1), ((rlo, rhi), (clo, chi)))
+    b, h, w, _ = y.shape
+    y = y.reshape(b, h, w, stride, stride, f).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, stride * h, stride * w, f)
 
 
 class _WeightNormKernel(nn.Module):
@@ -220,14 +279,9 @@ class ShiftedConv2D(_WeightNormKernel):
         x = x.astype(self.dtype)
 
         def apply(kernel):
-            return lax.conv_general_dilated(
-                x,
-                kernel.astype(self.dtype),
-                window_strides=(1, 1) if self.transpose else (s, s),
-                padding=self._padding(decode),
-                lhs_dilation=(s, s) if self.transpose else (1, 1),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
+            if self.transpose:
+                return subpixel_conv_transpose(x, kernel.astype(self.dtype), s, self._padding())
+            return conv2d(x, kernel.astype(self.dtype), (s, s), self._padding(decode))
 
         shape = (kh, kw, x.shape[-1], self.features)
         return self._params(
