@@ -331,3 +331,20 @@ def test_cond_forms_and_errors():
     assert plain.dummy_cond(2) is None and plain.cond_from_batch({"x": None, "label": 1}) is None
     with pytest.raises(ValueError, match="unconditional"):
         plain.check_cond(labels, 2)
+
+
+def test_stack_convolutions_take_kernel_gradients_in_slices_on_cpu():
+    # Both stacks' convolutions go through jaxar.nn.conv.conv2d: with 2 * 24 = 48 gate outputs,
+    # the compiled kernel gradient of each is 3 convolutions of 16 outputs (one if it were a
+    # plain convolution).
+    import re
+
+    from jaxar.nn.gated import HorizontalConv, VerticalConv
+
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 4))
+    for layer in (VerticalConv(24, (3, 3)), HorizontalConv(24, 3)):
+        params = layer.init(jax.random.key(1), x)
+        grad = jax.grad(lambda p: jnp.sum(layer.apply(p, x) ** 2))
+        hlo = jax.jit(grad).lower(params).compile().as_text()
+        # the forward convolution (needed for the loss's derivative) and 3 slices
+        assert len(re.findall(r"\bconvolution\(", hlo)) == 4, layer

@@ -15,9 +15,10 @@ Two stacks replace the single masked convolution of PixelCNN, which removes its 
   current row.
 
 Every convolution outputs ``2 * features`` pre-activations, the tanh half and the sigmoid half of
-the gated unit ``tanh(a) * sigmoid(b)``. Both halves use the colour-group layout of ``features``
-features, so feature ``j`` of the gate output belongs to group ``j // (features // C)`` like its
-two inputs ``a_j`` and ``b_j``.
+the gated unit ``tanh(a) * sigmoid(b)``; the stacks' convolutions run through
+:func:`jaxar.nn.conv.conv2d` (kernel gradients in slices of 16 outputs on CPU). Both halves
+use the colour-group layout of ``features`` features, so feature ``j`` of the gate output
+belongs to group ``j // (features // C)`` like its two inputs ``a_j`` and ``b_j``.
 
 Each layer has a decode path for the cached sampler, keeping its state in the flax ``cache``
 collection:
@@ -41,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxar.nn.conv import MaskedConv2D
+from jaxar.nn.conv import MaskedConv2D, conv2d
 from jaxar.nn.masks import channel_mask
 
 __all__ = [
@@ -120,12 +121,8 @@ class VerticalConv(nn.Module):
         n, k = (int(s) for s in self.kernel_size)
         s = int(self.shift)
         kernel = self._kernel(x.shape[-1])
-        conv = lambda window, pad_top: lax.conv_general_dilated(
-            window.astype(self.dtype),
-            kernel,
-            window_strides=(1, 1),
-            padding=[(pad_top, 0), (k // 2, k // 2)],
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        conv = lambda window, pad_top: conv2d(
+            window.astype(self.dtype), kernel, (1, 1), ((pad_top, 0), (k // 2, k // 2))
         )
         if row is None:
             if s:  # shift down one row: output row h reads rows < h only
@@ -191,13 +188,7 @@ class HorizontalConv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (2 * self.features,), self.param_dtype)
         bias = bias.astype(self.dtype)
         if pos is None:
-            y = lax.conv_general_dilated(
-                x.astype(self.dtype),
-                kernel,
-                window_strides=(1, 1),
-                padding=[(0, 0), (taps - 1, 0)],
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
+            y = conv2d(x.astype(self.dtype), kernel, (1, 1), ((0, 0), (taps - 1, 0)))
             return y + bias
         h, w = pos
         if x.ndim == 4:
