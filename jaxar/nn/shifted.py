@@ -110,10 +110,10 @@ def _concat_elu_jvp(primals, tangents):
 
 
 def _phase_taps(size: int, stride: int, pad_lo: int) -> tuple[np.ndarray, int, int]:
-    """For one axis of a convolution of an input dilated by ``stride`` (``kernel`` taps,
+    """For one axis of a convolution of an input dilated by ``stride`` (``size`` taps,
     ``pad_lo`` zeros before): ``(table, lo, hi)``. Output ``stride * i + r`` reads input ``i +
-    o`` through tap ``table[o + lo, r]`` for ``o`` in ``-lo .. hi`` (``size``, one past the
-    last tap, where no tap reads that input: every other tap meets an inserted zero)."""
+    o`` through tap ``table[o + lo, r]`` for ``o`` in ``-lo .. hi``; the entry is ``size``
+    (one past the last tap, a zero tap) where no tap of phase ``r`` reads that input."""
     offsets = {}
     for r in range(stride):
         for a in range(size):
