@@ -88,3 +88,49 @@ def test_mask_is_exactly_the_raster_order(kh, kw, groups, fin, fout, mask_type):
         dst = (0, 0, gout[b])
         expected = src < dst or (mask_type == "B" and src == dst)
         assert m[i, j, a, b] == expected
+
+
+@pytest.mark.parametrize(
+    "kernel,mask_type,groups",
+    [((7, 7), "A", 3), ((3, 3), "B", 3), ((5, 3), "B", 1), ((1, 5), "A", 1)],
+)
+def test_masked_conv_full_path_is_the_same_convolution_of_the_whole_masked_kernel(
+    kernel, mask_type, groups
+):
+    """The full path leaves the mask's zero rows below the centre out of the convolution; its
+    values and both gradients must equal the SAME convolution of the whole masked kernel, and
+    the compiled forward must read only the ``kh // 2 + 1`` rows that can be non-zero."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from jaxar.nn import MaskedConv2D
+
+    kh, kw = kernel
+    layer = MaskedConv2D(6, kernel, mask_type, color_channels=groups)
+    x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3))
+    params = layer.init(jax.random.key(1), x)
+    mask = jnp.asarray(conv_mask(kernel, 3, 6, mask_type, groups))
+
+    def reference(params, x):
+        y = lax.conv_general_dilated(
+            x,
+            params["params"]["kernel"] * mask,
+            (1, 1),
+            [(kh // 2, kh // 2), (kw // 2, kw // 2)],
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        return y + params["params"]["bias"]
+
+    def loss(f):
+        return lambda params, x: jnp.sum(jnp.sin(f(params, x)))
+
+    np.testing.assert_allclose(layer.apply(params, x), reference(params, x), rtol=1e-5, atol=1e-5)
+    got = jax.grad(loss(layer.apply), argnums=(0, 1))(params, x)
+    want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    hlo = jax.jit(layer.apply).lower(params, x).as_text()
+    assert f"tensor<{kh // 2 + 1}x{kw}x3x6xf32>" in hlo, (
+        "the full path convolved rows that are zero"
+    )

@@ -167,6 +167,50 @@ def test_conv2d_derivatives_equal_the_plain_convolution_and_chunk_the_kernel_gra
     assert convs(ours, 1, kernel[..., :16]) == 1
 
 
+def test_conv2d_of_a_1x1_kernel_is_a_matrix_product_with_the_convolutions_derivatives():
+    # A 1x1 kernel at stride 1 without padding: the same values, gradients and JVP as lax's
+    # convolution, compiled without any convolution (its kernel gradient as a convolution is
+    # several times slower on CPU); padded or strided 1x1 kernels stay convolutions.
+    import re
+
+    from jax import lax
+
+    from jaxar.nn.conv import conv2d
+
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
+    kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 40))
+
+    def both(strides, pad):
+        plain = lambda x, k: lax.conv_general_dilated(
+            x, k, strides, pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return lambda x, k: conv2d(x, k, strides, pad), plain
+
+    def loss(f, weights):
+        return lambda x, k: jnp.sum(weights * f(x, k))
+
+    def convolutions(f, weights):
+        grad = jax.jit(jax.grad(loss(f, weights), (0, 1)))
+        return len(re.findall(r"\bconvolution\(", grad.lower(x, kernel).compile().as_text()))
+
+    ours, plain = both((1, 1), ((0, 0), (0, 0)))
+    weights = jax.random.normal(jax.random.key(2), (2, 5, 6, 40))
+    np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(loss(f, weights), (0, 1))(x, kernel) for f in (ours, plain)]
+    for got, ref in zip(*grads, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    tangents = (0.3 * x, 0.7 * kernel)
+    np.testing.assert_allclose(
+        jax.jvp(ours, (x, kernel), tangents)[1], jax.jvp(plain, (x, kernel), tangents)[1],
+        rtol=1e-5, atol=1e-4,
+    )  # fmt: skip
+    assert convolutions(ours, weights) == 0
+    for strides, pad in [((2, 1), ((0, 0), (0, 0))), ((1, 1), ((1, 0), (0, 0)))]:
+        ours, plain = both(strides, pad)
+        np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-5, atol=1e-5)
+        assert convolutions(ours, jnp.ones(plain(x, kernel).shape)) >= 1, (strides, pad)
+
+
 @pytest.mark.parametrize("kh,kw,stride,h,w", [(2, 3, 2, 3, 4), (2, 2, 2, 2, 3), (3, 2, 3, 2, 2)])
 def test_subpixel_conv_transpose_equals_the_dilated_convolution(kh, kw, stride, h, w):
     # Every padding that up-samples by `stride` exactly (the shifted layers use two of

@@ -1,11 +1,12 @@
 """Masked 2-D convolutions with a full-image path and a single-position decode path.
 
-The full path is an ordinary SAME convolution whose kernel is multiplied by a fixed 0/1 mask
-(:func:`jaxar.nn.masks.conv_mask`). The decode path computes the output at one position
-``(h, w)`` from a ring buffer of the last ``kh // 2 + 1`` input rows kept in the ``cache``
-collection: the rows below the centre are masked out, so they are never stored. Writing the
-input at ``(h, w)`` and reading the ``(kh // 2 + 1) x kw`` window costs ``O(kh * kw * in * out)``,
-independent of the image size.
+The full path is a SAME convolution whose kernel is multiplied by a fixed 0/1 mask
+(:func:`jaxar.nn.masks.conv_mask`); the mask's all-zero rows below the centre are left out of
+the convolution (the image is padded above only), which computes the same sums. The decode
+path computes the output at one position ``(h, w)`` from a ring buffer of the last
+``kh // 2 + 1`` input rows kept in the ``cache`` collection: the rows below the centre are
+masked out, so they are never stored. Writing the input at ``(h, w)`` and reading the
+``(kh // 2 + 1) x kw`` window costs ``O(kh * kw * in * out)``, independent of the image size.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxar.nn.masks import conv_mask
 
-__all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d"]
+__all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d", "conv_general_dilated"]
 
 #: Output features per kernel-gradient convolution on CPU (:func:`conv2d`).
 KERNEL_GRAD_CHUNK = 16
@@ -34,13 +35,73 @@ def _conv(x, kernel, strides, padding):
     )
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def conv2d(x, kernel, strides, padding):
     """``lax.conv_general_dilated`` of NHWC ``x`` and an HWIO ``kernel`` (``strides`` and
-    ``padding`` are tuples of pairs/ints as there), with a faster kernel gradient on CPU.
+    ``padding`` are tuples of ints / of ``(low, high)`` pairs as there), with faster gradients
+    on CPU.
 
-    The same values and derivatives as the plain convolution, forward and reverse mode. Its
-    JVP writes the kernel's term as separate convolutions of at most
+    The same values (up to the order of the sums) and derivatives as the plain convolution,
+    forward and reverse mode:
+
+    * a ``1 x 1`` kernel at stride 1 without padding is a matrix product over the feature
+      axis, whose gradients are matrix products too: XLA's CPU backend runs the kernel
+      gradient of a ``1 x 1`` convolution several times slower than the same sums as one
+      matrix product (BENCHMARKS.md: a PixelCNN train step 3.6x faster);
+    * any other kernel is :func:`_sliced_conv`, whose kernel gradient is computed in output
+      slices of :data:`KERNEL_GRAD_CHUNK` on CPU.
+    """
+    strides = tuple(int(s) for s in strides)
+    padding = tuple(tuple(int(v) for v in p) for p in padding)
+    if kernel.shape[:2] == (1, 1) and strides == (1, 1) and padding == ((0, 0), (0, 0)):
+        return lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+    return _sliced_conv(x, kernel, strides, padding)
+
+
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    precision=None,
+    **kwargs,
+):
+    """A drop-in for ``lax.conv_general_dilated`` (flax's ``nn.Conv(...,
+    conv_general_dilated=...)``) that sends the 2-D channels-last convolutions flax makes,
+    undilated and ungrouped, through :func:`conv2d`; anything else goes to lax unchanged."""
+    nd = lhs.ndim
+    channels_last = lax.ConvDimensionNumbers(
+        (0, nd - 1, *range(1, nd - 1)),
+        (nd - 1, nd - 2, *range(nd - 2)),
+        (0, nd - 1, *range(1, nd - 1)),
+    )
+    plain = lambda v: v is None or all(int(d) == 1 for d in v)
+    if (
+        nd == 4
+        and plain(lhs_dilation)
+        and plain(rhs_dilation)
+        and feature_group_count == 1
+        and precision is None
+        and not kwargs
+        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == channels_last
+    ):
+        if isinstance(padding, str):
+            padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+        return conv2d(lhs, rhs, window_strides, padding)
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, precision=precision, **kwargs,
+    )  # fmt: skip
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _sliced_conv(x, kernel, strides, padding):
+    """The convolution of :func:`conv2d`, with a faster kernel gradient on CPU.
+
+    Its JVP writes the kernel's term as separate convolutions of at most
     :data:`KERNEL_GRAD_CHUNK` output features each, concatenated, when it runs on a CPU
     (``lax.platform_dependent``; one convolution elsewhere), so reverse mode computes the
     kernel gradient in output slices of 16: XLA's CPU backend runs those 1.3-2.3x faster than
@@ -66,7 +127,7 @@ def _kernel_term(x, dk, strides, padding):
     return lax.platform_dependent(x, dk, cpu=chunked, default=whole)
 
 
-@functools.partial(conv2d.defjvp, symbolic_zeros=True)
+@functools.partial(_sliced_conv.defjvp, symbolic_zeros=True)
 def _conv2d_jvp(strides, padding, primals, tangents):
     x, kernel = primals
     dx, dk = tangents
@@ -130,13 +191,12 @@ class MaskedConv2D(nn.Module):
         kh, kw = self._ks
         kernel = self._masked_kernel(x.shape[-1])
         if pos is None:
-            y = lax.conv_general_dilated(
-                x.astype(self.dtype),
-                kernel,
-                window_strides=(1, 1),
-                padding=[(kh // 2, kh // 2), (kw // 2, kw // 2)],
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
+            # The mask zeroes every kernel row below the centre, so only rows 0..kh//2 are
+            # convolved, with the image padded above only: the same sums as the SAME
+            # convolution of the whole masked kernel, without its zero rows' work.
+            rows = kh // 2 + 1
+            padding = ((kh // 2, 0), (kw // 2, kw // 2))
+            y = conv2d(x.astype(self.dtype), kernel[:rows], (1, 1), padding)
         else:
             y = self._decode(x, kernel, pos, width)
         bias = self._bias()
