@@ -403,3 +403,46 @@ def test_the_autoencoder_contract_and_the_encoders_widths():
         encoder = jax.eval_shape(model.init, jax.random.key(0))["encoder"]
         got = [encoder[f"Conv_{i}"]["kernel"].shape for i in range(downsamples)]
         assert got == [(4, 4, w_in, w) for w_in, w in zip([1, *widths], widths)]
+
+
+@pytest.mark.parametrize(
+    "kernel,strides,padding,dilation,convolutions",
+    [
+        ((1, 1), (1, 1), "SAME", (1, 1), 0),  # a matrix product, no convolution left
+        ((3, 3), (1, 1), "SAME", (1, 1), None),
+        ((4, 4), (2, 2), "SAME", (1, 1), None),
+        ((2, 3), (1, 2), "VALID", (1, 1), None),
+        ((3, 3), (1, 1), "SAME", (2, 2), None),  # dilated: lax's own convolution
+    ],
+)
+def test_the_vqvae_convolution_is_flax_conv_with_the_same_parameters_values_and_gradients(
+    kernel, strides, padding, dilation, convolutions
+):
+    """The VQ-VAE's convolutions are flax's nn.Conv with jaxar.nn.conv.conv_general_dilated
+    in place of lax's: same parameter tree, values and gradients; a 1x1 one compiles to a
+    matrix product."""
+    import re
+
+    import flax.linen as nn
+
+    from jaxar.models.vqvae import Conv
+
+    kw = dict(strides=strides, padding=padding, kernel_dilation=dilation)
+    ours, flax_conv = Conv(24, kernel, **kw), nn.Conv(24, kernel, **kw)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 7, 5))
+    params = flax_conv.init(jax.random.key(1), x)
+    assert jax.tree.structure(ours.init(jax.random.key(1), x)) == jax.tree.structure(params)
+    np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), atol=2e-5)
+
+    def grad(layer):
+        return jax.grad(lambda p, x: jnp.sum(jnp.sin(layer.apply(p, x))), (0, 1))
+
+    for g, w in zip(
+        jax.tree.leaves(grad(ours)(params, x)),
+        jax.tree.leaves(grad(flax_conv)(params, x)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    hlo = jax.jit(grad(ours)).lower(params, x).compile().as_text()
+    if convolutions is not None:
+        assert len(re.findall(r"\bconvolution\(", hlo)) == convolutions

@@ -22,6 +22,7 @@ code grids, trains any autoregressive image model on them, and decodes the prior
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -31,10 +32,17 @@ import jax.numpy as jnp
 from jaxar.distributions import Categorical
 from jaxar.models.autoencoder import Autoencoder
 from jaxar.models.registry import register
+from jaxar.nn.conv import conv_general_dilated
 from jaxar.nn.inputs import centered
 from jaxar.nn.quantize import VectorQuantizer, code_counts, perplexity
 
 __all__ = ["VQVAE", "VQVAENet", "vqvae"]
+
+
+# Every convolution goes through jaxar.nn.conv.conv2d: 1x1 ones as matrix products (their kernel
+# gradients as convolutions are several times slower on CPU), the others with their kernel
+# gradient in output slices on CPU. The same parameters as flax's nn.Conv.
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
 class ResBlock(nn.Module):
@@ -46,8 +54,8 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h = nn.Conv(self.hidden, (3, 3), dtype=self.dtype)(nn.relu(x))
-        return x + nn.Conv(self.features, (1, 1), dtype=self.dtype)(nn.relu(h))
+        h = Conv(self.hidden, (3, 3), dtype=self.dtype)(nn.relu(x))
+        return x + Conv(self.features, (1, 1), dtype=self.dtype)(nn.relu(h))
 
 
 class Encoder(nn.Module):
@@ -62,11 +70,11 @@ class Encoder(nn.Module):
     def __call__(self, x):
         for i in range(self.num_downsamples):
             width = self.features if i == self.num_downsamples - 1 else self.features // 2
-            x = nn.relu(nn.Conv(width, (4, 4), strides=(2, 2), dtype=self.dtype)(x))
-        x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)
+            x = nn.relu(Conv(width, (4, 4), strides=(2, 2), dtype=self.dtype)(x))
+        x = Conv(self.features, (3, 3), dtype=self.dtype)(x)
         for _ in range(self.num_res_blocks):
             x = ResBlock(self.features, self.res_features, self.dtype)(x)
-        return nn.Conv(self.code_dim, (1, 1), dtype=self.dtype)(nn.relu(x))
+        return Conv(self.code_dim, (1, 1), dtype=self.dtype)(nn.relu(x))
 
 
 class Decoder(nn.Module):
@@ -79,14 +87,14 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, z):
-        x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(z)
+        x = Conv(self.features, (3, 3), dtype=self.dtype)(z)
         for _ in range(self.num_res_blocks):
             x = ResBlock(self.features, self.res_features, self.dtype)(x)
         x = nn.relu(x)
         for _ in range(self.num_downsamples):
             x = nn.ConvTranspose(self.features // 2, (4, 4), strides=(2, 2), dtype=self.dtype)(x)
             x = nn.relu(x)
-        return nn.Conv(self.out_features, (1, 1), dtype=self.dtype)(x)
+        return Conv(self.out_features, (1, 1), dtype=self.dtype)(x)
 
 
 class VQVAENet(nn.Module):
