@@ -207,3 +207,26 @@ def test_suite_tiny_runs_every_part_and_reports_figures(tmp_path):
     assert suite.peak_tflops("cpu", "float32") is None
     with pytest.raises(SystemExit, match="--only takes"):
         suite.main(["--tiny", "--only", "bogus"])
+
+
+def test_step_ab_alternates_two_checkouts_and_reports_each(capsys):
+    # Two sides on this checkout: both compile the quickstart's step, take turns, agree on the
+    # first loss and FLOPs, and the table has one row per side; bad sides are refused first.
+    import step_ab
+
+    config = os.path.join(ROOT, "experiments", "configs", "quickstart.py")
+    args = ["--config", config, "--image", "8,8,1", "--steps", "3", "--warmup", "1", "--batch", "4"]
+    step_ab.main(["--side", f"a={ROOT}", "--side", f"b={ROOT}", *args])
+    out = capsys.readouterr().out
+    rows = [r.split(" | ") for r in out.splitlines() if r.startswith(("| a ", "| b "))]
+    assert [r[0] for r in rows] == ["| a", "| b"], out
+    assert rows[0][1:3] == rows[1][1:3] and float(rows[0][1]) > 0, rows  # GFLOP, first loss
+    assert rows[0][5] == "1.000" and all(float(r[3]) > 0 for r in rows), rows
+    for bad, message in [
+        ([f"--side=a={ROOT}"], "at least two --side, got 1"),
+        ([f"--side=a={ROOT}", "--side=b"], "NAME=PATH of a jaxar checkout, got 'b'"),
+        ([f"--side=a={ROOT}", f"--side=b={ROOT}", "--warmup", "3"], "--steps must exceed"),
+    ]:
+        with pytest.raises(SystemExit):
+            step_ab.main([*args, *bad])
+        assert message in capsys.readouterr().err

@@ -1,0 +1,144 @@
+"""Train-step time of two or more jaxar checkouts, alternating step by step.
+
+    taskset -c 1 python benchmarks/step_ab.py --side head=/tmp/jaxar-head --side new=. \\
+        --config experiments/configs/pixelcnn_fashion_mnist_cpu.py [--batch 32] [--steps 40]
+
+Each ``--side NAME=PATH`` is a jaxar checkout, imported (through ``PYTHONPATH``) by a worker
+process of its own that builds the config's model, optimiser and EMA and jits the runner's
+train step (:func:`jaxar.train.make_train_step`, state donated) on one fixed batch of random
+data of the config's image shape (``--image`` overrides), exactly as ``benchmarks/train.py``
+does. Once every worker has compiled, the driver asks them in turn for one step each,
+``--steps`` times: side A, side B, ..., A, B, ... so that a machine whose speed drifts over
+seconds (this project's shared 2-core VM drifts by 2x) slows both sides alike. Pin the
+command to one core so the workers take turns on it.
+
+Prints, per side: XLA's FLOPs per step, the loss of the first step (the sides must agree to
+rounding), the median and minimum step time after ``--warmup`` steps, and against the first
+side the median of the per-round ratios and the share of rounds in which it was faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _worker(args) -> None:
+    """One side: compile, report, then run one step per line read from stdin."""
+    sys.path.insert(0, HERE)
+    import jax
+    import train as bench_train
+
+    from jaxar import config as jaxar_config
+    from jaxar import models, train
+    from jaxar.data.sources import DataInfo
+
+    config = jaxar_config.load(args.config).copy_and_resolve_references()
+    if args.batch:
+        config.batch_size = args.batch
+    shape = bench_train._event_shape(config.model_name, args, config)
+    num_classes = 10 if config.data.conditional else 0
+    model = train.build_model(config, DataInfo(config.data.name, shape, 256, num_classes))
+    tx, _ = train.make_optimizer(config)
+    state = train.create_train_state(model, tx, jax.random.key(0), config.ema_decay > 0)
+    b = int(config.batch_size)
+    kx, kc = jax.random.split(jax.random.key(1))
+    batch = {
+        "x": jax.random.randint(kx, (b, *shape), 0, model.num_levels),
+        "label": jax.random.randint(kc, (b,), 0, max(num_classes, 1)),
+    }
+    step = jax.jit(train.make_train_step(model, tx, ema_decay=config.ema_decay), donate_argnums=0)
+    compiled = step.lower(state, batch).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    state, metrics = compiled(state, batch)
+    ready = {"flops": float(cost.get("flops", float("nan"))), "loss": float(metrics["loss"])}
+    ready["jaxar"] = os.path.dirname(models.__file__)
+    print(json.dumps(ready), flush=True)
+    for _ in sys.stdin:
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(state)
+        print(time.perf_counter() - t0, flush=True)
+
+
+def _processor() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--side", action="append", default=[], help="NAME=PATH of a jaxar checkout")
+    ap.add_argument("--config", required=True, help="an experiments/configs file")
+    ap.add_argument("--batch", type=int, default=0, help="override the config's batch size")
+    ap.add_argument("--image", default="", help="H,W,C instead of the dataset's shape")
+    ap.add_argument("--length", type=int, default=1024, help="audio models: samples per clip")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return _worker(args)
+    sides = []
+    for s in args.side:
+        name, sep, path = s.partition("=")
+        if not sep or not os.path.isdir(os.path.join(path, "jaxar")):
+            ap.error(f"--side expects NAME=PATH of a jaxar checkout, got {s!r}")
+        sides.append((name, os.path.abspath(path)))
+    if len(sides) < 2:
+        ap.error(f"expected at least two --side, got {len(sides)}")
+    if args.steps <= args.warmup:
+        ap.error(f"--steps must exceed --warmup ({args.warmup}), got {args.steps}")
+    own = ["--config", args.config, "--batch", str(args.batch), "--image", args.image]
+    own += ["--length", str(args.length)]
+    workers, ready = [], []
+    for name, path in sides:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", *own]
+        env = dict(os.environ, PYTHONPATH=path)
+        w = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        line = w.stdout.readline()
+        if not line:
+            raise SystemExit(f"side {name} ({path}) exited before compiling its step")
+        workers.append(w)
+        ready.append(json.loads(line))
+    times = [[] for _ in sides]
+    for _ in range(args.steps):
+        for w, t in zip(workers, times, strict=True):
+            w.stdin.write("s\n")
+            w.stdin.flush()
+            t.append(float(w.stdout.readline()))
+    for w in workers:
+        w.stdin.close()
+        w.wait()
+    times = np.array(times)[:, args.warmup :]
+    print(f"# {_processor()}, {os.cpu_count()} cores visible")
+    print(f"# python {' '.join(shlex.quote(a) for a in sys.argv)}")
+    print("| side | GFLOP/step | first loss | median s | min s | ratio to first | faster |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for (name, _), r, t in zip(sides, ready, times, strict=True):
+        ratio = t / times[0]
+        print(
+            f"| {name} | {r['flops'] / 1e9:.3f} | {r['loss']:.6f} | {np.median(t):.4f} "
+            f"| {t.min():.4f} | {np.median(ratio):.3f} | {np.mean(ratio < 1):.0%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
