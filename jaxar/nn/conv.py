@@ -46,7 +46,8 @@ def conv2d(x, kernel, strides, padding):
     * a ``1 x 1`` kernel at stride 1 without padding is a matrix product over the feature
       axis, whose gradients are matrix products too: XLA's CPU backend runs the kernel
       gradient of a ``1 x 1`` convolution several times slower than the same sums as one
-      matrix product (BENCHMARKS.md: a PixelCNN train step 3.6x faster);
+      matrix product (BENCHMARKS.md: the PixelCNN family's CPU train steps 2.1-3.1x faster;
+      a matrix product on every platform, unmeasured on accelerators);
     * any other kernel is :func:`_sliced_conv`, whose kernel gradient is computed in output
       slices of :data:`KERNEL_GRAD_CHUNK` on CPU.
     """
