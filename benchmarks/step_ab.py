@@ -65,7 +65,7 @@ def _worker(args) -> None:
     cost = cost[0] if isinstance(cost, list) else cost
     state, metrics = compiled(state, batch)
     ready = {"flops": float(cost.get("flops", float("nan"))), "loss": float(metrics["loss"])}
-    ready["jaxar"] = os.path.dirname(models.__file__)
+    ready["jaxar"] = os.path.dirname(os.path.dirname(models.__file__))
     print(json.dumps(ready), flush=True)
     for _ in sys.stdin:
         t0 = time.perf_counter()
@@ -130,6 +130,8 @@ def main(argv=None) -> None:
     times = np.array(times)[:, args.warmup :]
     print(f"# {_processor()}, {os.cpu_count()} cores visible")
     print(f"# python {' '.join(shlex.quote(a) for a in sys.argv)}")
+    for (name, _), r in zip(sides, ready, strict=True):
+        print(f"# side {name}: jaxar imported from {r['jaxar']}")
     print("| side | GFLOP/step | first loss | median s | min s | ratio to first | faster |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for (name, _), r, t in zip(sides, ready, times, strict=True):

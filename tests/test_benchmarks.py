@@ -220,6 +220,7 @@ def test_step_ab_alternates_two_checkouts_and_reports_each(capsys):
     out = capsys.readouterr().out
     rows = [r.split(" | ") for r in out.splitlines() if r.startswith(("| a ", "| b "))]
     assert [r[0] for r in rows] == ["| a", "| b"], out
+    assert f"# side a: jaxar imported from {os.path.join(ROOT, 'jaxar')}" in out, out
     assert rows[0][1:3] == rows[1][1:3] and float(rows[0][1]) > 0, rows  # GFLOP, first loss
     assert rows[0][5] == "1.000" and all(float(r[3]) > 0 for r in rows), rows
     for bad, message in [
