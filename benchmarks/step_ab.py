@@ -14,7 +14,8 @@ command to one core so the workers take turns on it.
 
 Prints, per side: XLA's FLOPs per step, the loss of the first step (the sides must agree to
 rounding), the median and minimum step time after ``--warmup`` steps, and against the first
-side the median of the per-round ratios and the share of rounds in which it was faster.
+side the median of the per-step ratios (step i of a side against step i of the first) and the
+share of steps in which it was faster.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def main(argv=None) -> None:
         sides.append((name, os.path.abspath(path)))
     if len(sides) < 2:
         ap.error(f"expected at least two --side, got {len(sides)}")
+    if not os.path.isfile(args.config):
+        ap.error(f"--config expects a config file, got {args.config!r} (no such file)")
     if args.steps <= args.warmup:
         ap.error(f"--steps must exceed --warmup ({args.warmup}), got {args.steps}")
     own = ["--config", args.config, "--batch", str(args.batch), "--image", args.image]

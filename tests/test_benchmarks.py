@@ -227,6 +227,7 @@ def test_step_ab_alternates_two_checkouts_and_reports_each(capsys):
         ([f"--side=a={ROOT}"], "at least two --side, got 1"),
         ([f"--side=a={ROOT}", "--side=b"], "NAME=PATH of a jaxar checkout, got 'b'"),
         ([f"--side=a={ROOT}", f"--side=b={ROOT}", "--warmup", "3"], "--steps must exceed"),
+        ([f"--side=a={ROOT}", f"--side=b={ROOT}", "--config", "nope.py"], "got 'nope.py' (no such"),
     ]:
         with pytest.raises(SystemExit):
             step_ab.main([*args, *bad])
