@@ -118,6 +118,15 @@ def test_concat_elu_and_its_gradient_equal_elu_of_both_signs():
     jvp = lambda f: jax.jvp(f, (x,), (w[..., :5],))[1]
     np.testing.assert_allclose(jvp(concat_elu), jvp(reference), rtol=1e-6, atol=2e-7)
     assert concat_elu(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+    # Undifferentiated, it is the same values (the JVP rule's primal output) in one kernel
+    # before the convolution that reads it, as in the cached sampler's 2x2 windows: no
+    # concatenation of two computed halves (a kernel of its own on XLA's CPU), no exp apart.
+    np.testing.assert_array_equal(concat_elu(x), jax.jvp(concat_elu, (x,), (x,))[0])
+    conv = lambda a, k: jnp.einsum("bijc,ijcd->bd", concat_elu(a), k)
+    win, k = jnp.ones((1, 2, 2, 160)), jnp.ones((2, 2, 320, 160))
+    entry = jax.jit(conv).lower(win, k).compile().as_text().split("\nENTRY")[1]
+    readers = [line for line in entry.splitlines() if "(%a." in line or ", %a." in line]
+    assert " concatenate(" not in entry and len(readers) == 1, entry
 
 
 def test_conv2d_derivatives_equal_the_plain_convolution_and_chunk_the_kernel_gradient():

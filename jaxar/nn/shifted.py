@@ -90,7 +90,14 @@ def concat_elu(x: jnp.ndarray) -> jnp.ndarray:
     ELU) rather than ``expm1``: about half the time on XLA's CPU backend, and its absolute
     error (float32 rounding, about 6e-8 near 0) is far below what the network resolves.
     """
-    return _concat_elu_and_slope(x)[0]
+    # Not differentiated (evaluation, sampling): one elementwise kernel, the same values as
+    # the JVP rule's. The halves are elu of [x, -x] laid side by side (a broadcast, then a free
+    # reshape): a concatenation of two computed halves is a kernel of its own on XLA's CPU
+    # backend, and an exp per input shared by both halves another. Where v <= 0, exp(v) is
+    # exp(-|x|) exactly.
+    v = x[..., None, :] * jnp.array([1, -1], x.dtype)[:, None]
+    y = jnp.where(v > 0, v, jnp.exp(v) - 1)
+    return y.reshape(*x.shape[:-1], 2 * x.shape[-1])
 
 
 def _concat_elu_and_slope(x):
