@@ -231,7 +231,9 @@ class CachedDecoder:
     convolutions per due level, plus one row of the ``u`` stream at the start of a row;
     nothing depends on the image size except the row computations. The caches are a plain
     pytree (returned by :meth:`init_cache`, threaded through :meth:`step`) because whole
-    levels are skipped with ``lax.cond``.
+    levels are skipped with ``lax.cond``; each level keeps its blocks' caches stacked in three
+    arrays (indexed by the block's position, down blocks first), so a level passed through a
+    ``lax.cond`` or the sampler's loop is a few buffers, not one per block and convolution.
     """
 
     def __init__(self, net: PixelCNNPPNet, height: int, width: int):
@@ -256,17 +258,20 @@ class CachedDecoder:
 
     # ------------------------------------------------------------------ state
     def init_cache(self, batch: int) -> dict:
-        """Zeros for every cache (zeros are the convolutions' padding)."""
+        """Zeros for every cache (zeros are the convolutions' padding). Per level ``s`` (width
+        ``w``, ``n`` blocks per stream): ``u[s]`` ``(n, 2, B, w, F)``, the previous row of
+        each ``u`` block's two convolution inputs; ``u_rows[s]`` ``(n, B, w, F)``, each ``u``
+        block's current output row; ``ul[s]`` ``(n, 2, 2, B, w + 1, F)``, each ``ul`` block's
+        two-row rings of its two convolution inputs."""
         f, dt, last = self.net.features, self.net.dtype, NUM_STAGES - 1
         zeros = lambda *shape: jnp.zeros(shape, dt)
         width = [self.width >> s for s in range(NUM_STAGES)]
-        cache = {"u": {}, "ul": {}, "u_rows": [], "ds_u": [], "ds_ul": [], "up_u": [], "up_ul": []}
+        cache = {"u": [], "ul": [], "u_rows": [], "ds_u": [], "ds_ul": [], "up_u": [], "up_ul": []}
         for s in range(NUM_STAGES):
-            w = width[s]
-            for u, ul in self.down[s] + self.up[s]:
-                cache["u"][u] = {"x": zeros(batch, w, f), "h": zeros(batch, w, f)}
-                cache["ul"][ul] = {"x": zeros(2, batch, w + 1, f), "h": zeros(2, batch, w + 1, f)}
-            cache["u_rows"].append([zeros(batch, w, f) for _ in self.down[s] + self.up[s]])
+            w, n = width[s], len(self.down[s]) + len(self.up[s])
+            cache["u"].append(zeros(n, 2, batch, w, f))
+            cache["ul"].append(zeros(n, 2, 2, batch, w + 1, f))
+            cache["u_rows"].append(zeros(n, batch, w, f))
             if s < last:
                 cache["ds_u"].append(zeros(batch, w, f))
                 cache["ds_ul"].append(zeros(2, batch, w + 1, f))
@@ -322,32 +327,34 @@ class CachedDecoder:
     def _aux(self, p, aux):
         return NIN(self.net.features, **self._wn).apply({"params": p["aux"]}, concat_elu(aux))
 
-    def _block_row(self, p, cache, x, aux, label):
-        """A ``u`` block on one row ``x`` ``(B, W, F)``; the cache holds the previous row of
-        both convolutions' inputs."""
-        conv = lambda name, prev, cur, **kw: self._conv(
-            p[name], concat_elu(jnp.stack([prev, cur], 1)), (2, 3), "down", "row", **kw
+    def _block_row(self, p, stack, k, x, aux, label):
+        """``u`` block ``k`` of a level on one row ``x`` ``(B, W, F)``; ``stack[k]`` holds the
+        previous row of both convolutions' inputs. Returns the output and the new stack."""
+        prev = stack[k]
+        conv = lambda name, before, cur, **kw: self._conv(
+            p[name], concat_elu(jnp.stack([before, cur], 1)), (2, 3), "down", "row", **kw
         )[:, 0]
-        h = conv("conv_in", cache["x"], x)
+        h = conv("conv_in", prev[0], x)
         if aux is not None:
             h = h + self._aux(p, aux)
-        out = conv("conv_out", cache["h"], h, features=2 * self.net.features, init_scale=0.1)
-        return self._gate(p, x, out, label), {"x": x, "h": h}
+        out = conv("conv_out", prev[1], h, features=2 * self.net.features, init_scale=0.1)
+        stack = lax.dynamic_update_index_in_dim(stack, jnp.stack([x, h]), k, 0)
+        return self._gate(p, x, out, label), stack
 
-    def _block_pixel(self, p, cache, x, aux, label, i, j):
-        """A ``ul`` block at ``(i, j)``, ``x`` ``(B, F)``; the cache holds two rows of both
-        convolutions' inputs."""
+    def _block_pixel(self, p, rings, k, x, aux, label, i, j):
+        """``ul`` block ``k`` of a level at ``(i, j)``, ``x`` ``(B, F)``; ``rings[k]`` holds two
+        rows of both convolutions' inputs. Returns the output and the new rings."""
 
-        def conv(name, ring, v, **kw):
-            ring, win = _ring_window(ring, v, i, j)
-            return ring, self._conv(p[name], concat_elu(win), (2, 2), "down_right", "pixel", **kw)
+        def conv(name, rings, t, v, **kw):
+            rings, win = _ring_window(rings, (k, t), v, i, j)
+            return rings, self._conv(p[name], concat_elu(win), (2, 2), "down_right", "pixel", **kw)
 
-        rx, h = conv("conv_in", cache["x"], x)
+        rings, h = conv("conv_in", rings, 0, x)
         h = h[:, 0, 0]
         if aux is not None:
             h = h + self._aux(p, aux)
-        rh, out = conv("conv_out", cache["h"], h, features=2 * self.net.features, init_scale=0.1)
-        return self._gate(p, x, out[:, 0, 0], label), {"x": rx, "h": rh}
+        rings, out = conv("conv_out", rings, 1, h, features=2 * self.net.features, init_scale=0.1)
+        return self._gate(p, x, out[:, 0, 0], label), rings
 
     # ------------------------------------------------------------------ the u stream, by rows
     def _row(self, params, cache, img, r, label):
@@ -359,14 +366,13 @@ class CachedDecoder:
         return self._u_level(params, cache, 0, r, u, label)
 
     def _u_level(self, params, cache, s, i, u, label):
-        cache = dict(cache)
-        ucache, rows, last = dict(cache["u"]), list(cache["u_rows"][s]), NUM_STAGES - 1
-        cache["u"] = ucache
+        cache, last = dict(cache), NUM_STAGES - 1
+        stack, rows = cache["u"][s], cache["u_rows"][s]
         pushed = [u]
         for k, (name, _) in enumerate(self.down[s]):
-            u, ucache[name] = self._block_row(params[name], ucache[name], u, None, label)
+            u, stack = self._block_row(params[name], stack, k, u, None, label)
             pushed.append(u)
-            rows[k] = u
+            rows = lax.dynamic_update_index_in_dim(rows, u, k, 0)
         if s < last:
             prev, cur = cache["ds_u"][s], u
 
@@ -378,13 +384,14 @@ class CachedDecoder:
 
             cache = lax.cond(i % 2 == 0, deeper, lambda k: k, cache)
             cache["ds_u"] = _replace(cache["ds_u"], s, cur)
-            ucache = cache["u"] = dict(cache["u"])
             u = cache["up_u"][s][:, i % 2]
         else:
             u = pushed.pop()
+        n_down = len(self.down[s])
         for k, (name, _) in enumerate(self.up[s]):
-            u, ucache[name] = self._block_row(params[name], ucache[name], u, pushed.pop(), label)
-            rows[len(self.down[s]) + k] = u
+            u, stack = self._block_row(params[name], stack, n_down + k, u, pushed.pop(), label)
+            rows = lax.dynamic_update_index_in_dim(rows, u, n_down + k, 0)
+        cache["u"] = _replace(cache["u"], s, stack)
         cache["u_rows"] = _replace(cache["u_rows"], s, rows)
         if s > 0:  # one coarse row gives the two fine rows of the finer level
             conv = ShiftedConv2D(
@@ -405,18 +412,15 @@ class CachedDecoder:
         return self._ul_level(params, cache, 0, r, c, ul, label)
 
     def _ul_level(self, params, cache, s, i, j, ul, label):
-        cache = dict(cache)
-        ulcache, last = dict(cache["ul"]), NUM_STAGES - 1
-        cache["ul"] = ulcache
-        u_at = lambda k: lax.dynamic_index_in_dim(cache["u_rows"][s][k], j, 1, keepdims=False)
+        cache, last = dict(cache), NUM_STAGES - 1
+        rings = cache["ul"][s]
+        u_col = lax.dynamic_index_in_dim(cache["u_rows"][s], j, 2, keepdims=False)  # (n, B, F)
         pushed = [ul]
         for k, (_, name) in enumerate(self.down[s]):
-            ul, ulcache[name] = self._block_pixel(
-                params[name], ulcache[name], ul, u_at(k), label, i, j
-            )
+            ul, rings = self._block_pixel(params[name], rings, k, ul, u_col[k], label, i, j)
             pushed.append(ul)
         if s < last:
-            ring, win = _ring_window(cache["ds_ul"][s], ul, i, j)
+            ring, win = _ring_window(cache["ds_ul"][s], (), ul, i, j)
             cache["ds_ul"] = _replace(cache["ds_ul"], s, ring)
 
             def deeper(cache):
@@ -426,14 +430,14 @@ class CachedDecoder:
                 return cache
 
             cache = lax.cond((i % 2 == 0) & (j % 2 == 0), deeper, lambda k: k, cache)
-            ulcache = cache["ul"] = dict(cache["ul"])
             ul = lax.dynamic_index_in_dim(cache["up_ul"][s][i % 2], j, 1, keepdims=False)
         else:
             ul = pushed.pop()
         n_down = len(self.down[s])
         for k, (_, name) in enumerate(self.up[s]):
-            aux = jnp.concatenate([u_at(n_down + k), pushed.pop()], axis=-1)
-            ul, ulcache[name] = self._block_pixel(params[name], ulcache[name], ul, aux, label, i, j)
+            aux = jnp.concatenate([u_col[n_down + k], pushed.pop()], axis=-1)
+            ul, rings = self._block_pixel(params[name], rings, n_down + k, ul, aux, label, i, j)
+        cache["ul"] = _replace(cache["ul"], s, rings)
         if s > 0:  # one coarse pixel gives 2x2 fine pixels of the finer level
             conv = ShiftedConv2D(
                 self.net.features, (2, 2), "down_right", strides=2, transpose=True, **self._wn
@@ -452,13 +456,20 @@ def _replace(items: list, index: int, value) -> list:
     return items
 
 
-def _ring_window(ring, v, i, j):
-    """Write ``v`` ``(B, F)`` at ``(i, j)`` of a two-row ring ``(2, B, W + 1, F)`` (column 0 is
-    the left padding) and read the 2x2 window ending there: ``(ring, (B, 2, 2, F))``."""
-    ring = lax.dynamic_update_slice(ring, v[None, :, None, :], (i % 2, 0, j + 1, 0))
-    rows = [lax.dynamic_index_in_dim(ring, t % 2, 0, keepdims=False) for t in (i - 1, i)]
-    win = jnp.stack([lax.dynamic_slice_in_dim(row, j, 2, axis=1) for row in rows], axis=1)
-    return ring, win
+def _ring_window(rings, index: tuple, v, i, j):
+    """Write ``v`` ``(B, F)`` at ``(i, j)`` of the two-row ring ``rings[index]`` (``rings`` is
+    ``(*lead, 2, B, W + 1, F)``, column 0 the left padding, ``index`` static and as long as
+    ``lead``) and read the 2x2 window ending there: ``(rings, (B, 2, 2, F))``."""
+    at = lambda row, col: (*index, row, 0, col, 0)
+    rings = lax.dynamic_update_slice(
+        rings,
+        v.reshape((1,) * (len(index) + 1) + v.shape[:1] + (1,) + v.shape[1:]),
+        at(i % 2, j + 1),
+    )
+    size = (1,) * (len(index) + 1) + (v.shape[0], 2, v.shape[1])
+    rows = [lax.dynamic_slice(rings, at(t % 2, j), size) for t in (i - 1, i)]
+    win = jnp.stack([row.reshape(v.shape[0], 2, v.shape[1]) for row in rows], axis=1)
+    return rings, win
 
 
 @partial(jax.jit, static_argnums=0)
