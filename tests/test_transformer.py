@@ -106,13 +106,13 @@ def test_cache_layout():
     for layer in cache.values():
         assert set(layer["attn"]) == {"key", "value"}
         for buf in layer["attn"].values():
-            assert buf.shape == (5, 2, 18, 4) and buf.dtype == jnp.float32  # (B, heads, D, d)
+            assert buf.shape == (10, 18, 4) and buf.dtype == jnp.float32  # (B * heads, D, d)
             assert not bool(jnp.any(buf))
     # One step writes its own row of every buffer and no other.
     x_flat = jnp.ones((5, 18), jnp.int32)
     _, cache = jax.jit(model.cached_step)(params, cache, x_flat, jnp.int32(3))
     for buf in jax.tree.leaves(cache):
-        written = np.flatnonzero(np.abs(np.asarray(buf)).sum(axis=(0, 1, 3)))
+        written = np.flatnonzero(np.abs(np.asarray(buf)).sum(axis=(0, 2)))
         np.testing.assert_array_equal(written, [3])
 
 
@@ -126,7 +126,23 @@ def test_decode_step_attends_one_query_not_the_full_square():
     full = str(jax.make_jaxpr(model.apply)(params, jnp.zeros((2, *model.event_shape), jnp.int32)))
     square = re.compile(rf"\[[0-9,]*\b{d},{d}\]")
     assert square.search(full) and not square.search(step)
-    assert re.search(rf"f32\[2,2,1,{d}\]", step)  # (batch, heads, 1 query, D keys)
+    assert re.search(rf"f32\[4,1,{d}\]", step)  # (batch * heads, 1 query, D keys)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sampler_updates_the_caches_in_place(batch):
+    """Inside the sampler's loop no instruction copies or transposes a whole key or value
+    buffer: each step writes its position in place and reads the buffers as they lie (with a
+    (B, heads, D, d) layout and a batch of one, XLA copied every buffer twice per step)."""
+    model, params = make((2, 3, 3), num_layers=2, num_heads=2, embed_dim=8)
+    sample = jax.jit(lambda p, key: model.sample(p, key, batch))
+    hlo = sample.lower(params, jax.random.key(0)).compile().as_text()
+    body = hlo[: hlo.index("\nENTRY")]  # every computation but the entry (which zeroes them)
+    whole = re.compile(r"= f32\[[0-9,]*\b18,4\]\{[0-9,]*\} (\S+)\(")
+    ops = [m.group(1) for m in whole.finditer(body)]
+    assert "fusion" in ops, ops  # the in-place updates: the check sees whole buffers
+    assert "copy" not in ops and "transpose" not in ops, ops
+    assert not re.search(r"= f32\[[0-9,]*\b4,18\]\{", body)  # no key buffer transposed
 
 
 @pytest.mark.parametrize(
