@@ -1,7 +1,9 @@
-"""Train-step time of two or more jaxar checkouts, alternating step by step.
+"""Train-step (or sampling) time of two or more jaxar checkouts, alternating step by step.
 
     taskset -c 1 python benchmarks/step_ab.py --side head=/tmp/jaxar-head --side new=. \\
         --config experiments/configs/pixelcnn_fashion_mnist_cpu.py [--batch 32] [--steps 40]
+    taskset -c 1 python benchmarks/step_ab.py --side head=/tmp/jaxar-head --side new=. \\
+        --config experiments/configs/transformer_fashion_mnist.py --sample cached --batch 1
 
 Each ``--side NAME=PATH`` is a jaxar checkout, imported (through ``PYTHONPATH``) by a worker
 process of its own that builds the config's model, optimiser and EMA and jits the runner's
@@ -16,6 +18,11 @@ Prints, per side: XLA's FLOPs per step, the loss of the first step (the sides mu
 rounding), the median and minimum step time after ``--warmup`` steps, and against the first
 side the median of the per-step ratios (step i of a side against step i of the first) and the
 share of steps in which it was faster.
+
+With ``--sample METHOD`` a "step" is one call of the jitted sampler instead (``model.sample``
+with that method, ``--batch`` events, default 1, from one fixed key, on parameters initialised
+from the config's model), and the first loss is replaced by a checksum of the samples (the sum
+of their values): sides that compute the same samples print the same checksum.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ def _worker(args) -> None:
     shape = bench_train._event_shape(config.model_name, args, config)
     num_classes = 10 if config.data.conditional else 0
     model = train.build_model(config, DataInfo(config.data.name, shape, 256, num_classes))
+    if args.sample:
+        return _sample_worker(args, model, num_classes)
     tx, _ = train.make_optimizer(config)
     state = train.create_train_state(model, tx, jax.random.key(0), config.ema_decay > 0)
     b = int(config.batch_size)
@@ -75,6 +84,37 @@ def _worker(args) -> None:
         print(time.perf_counter() - t0, flush=True)
 
 
+def _sample_worker(args, model, num_classes: int) -> None:
+    """One side of ``--sample``: the jitted sampler, one call per line read from stdin."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxar import models
+
+    if args.sample not in model.all_sample_methods:
+        raise SystemExit(
+            f"--sample expects one of {list(model.all_sample_methods)} for {model.name}, "
+            f"got {args.sample!r}"
+        )
+    b = args.batch or 1
+    kx, kc = jax.random.split(jax.random.key(1))
+    x = jax.random.randint(kx, (b, *model.event_shape), 0, model.num_levels)
+    cond = jax.random.randint(kc, (b,), 0, num_classes) if num_classes else None
+    params = model.init_from_data(jax.random.key(0), x, cond)
+    sample = jax.jit(lambda p, key: model.sample(p, key, b, cond=cond, method=args.sample))
+    compiled = sample.lower(params, jax.random.key(2)).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    out = jax.block_until_ready(compiled(params, jax.random.key(2)))
+    ready = {"flops": float(cost.get("flops", float("nan"))), "loss": int(jnp.sum(out))}
+    ready["jaxar"] = os.path.dirname(os.path.dirname(models.__file__))
+    print(json.dumps(ready), flush=True)
+    for _ in sys.stdin:
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(params, jax.random.key(2)))
+        print(time.perf_counter() - t0, flush=True)
+
+
 def _processor() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -93,6 +133,7 @@ def main(argv=None) -> None:
     ap.add_argument("--length", type=int, default=1024, help="audio models: samples per clip")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--sample", default="", help="time this sampling method, not the train step")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -110,7 +151,7 @@ def main(argv=None) -> None:
     if args.steps <= args.warmup:
         ap.error(f"--steps must exceed --warmup ({args.warmup}), got {args.steps}")
     own = ["--config", args.config, "--batch", str(args.batch), "--image", args.image]
-    own += ["--length", str(args.length)]
+    own += ["--length", str(args.length), "--sample", args.sample]
     workers, ready = [], []
     for name, path in sides:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", *own]
@@ -135,12 +176,14 @@ def main(argv=None) -> None:
     print(f"# python {' '.join(shlex.quote(a) for a in sys.argv)}")
     for (name, _), r in zip(sides, ready, strict=True):
         print(f"# side {name}: jaxar imported from {r['jaxar']}")
-    print("| side | GFLOP/step | first loss | median s | min s | ratio to first | faster |")
+    first = "sample checksum" if args.sample else "first loss"
+    print(f"| side | GFLOP/step | {first} | median s | min s | ratio to first | faster |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for (name, _), r, t in zip(sides, ready, times, strict=True):
         ratio = t / times[0]
+        loss = r["loss"] if args.sample else f"{r['loss']:.6f}"
         print(
-            f"| {name} | {r['flops'] / 1e9:.3f} | {r['loss']:.6f} | {np.median(t):.4f} "
+            f"| {name} | {r['flops'] / 1e9:.3f} | {loss} | {np.median(t):.4f} "
             f"| {t.min():.4f} | {np.median(ratio):.3f} | {np.mean(ratio < 1):.0%} |"
         )
 

@@ -209,20 +209,30 @@ def test_suite_tiny_runs_every_part_and_reports_figures(tmp_path):
         suite.main(["--tiny", "--only", "bogus"])
 
 
-def test_step_ab_alternates_two_checkouts_and_reports_each(capsys):
+def test_step_ab_alternates_two_checkouts_and_reports_each(capfd):
     # Two sides on this checkout: both compile the quickstart's step, take turns, agree on the
     # first loss and FLOPs, and the table has one row per side; bad sides are refused first.
+    # (capfd, not capsys: a worker's one-line refusal goes to the process's own stderr.)
     import step_ab
 
     config = os.path.join(ROOT, "experiments", "configs", "quickstart.py")
     args = ["--config", config, "--image", "8,8,1", "--steps", "3", "--warmup", "1", "--batch", "4"]
     step_ab.main(["--side", f"a={ROOT}", "--side", f"b={ROOT}", *args])
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     rows = [r.split(" | ") for r in out.splitlines() if r.startswith(("| a ", "| b "))]
     assert [r[0] for r in rows] == ["| a", "| b"], out
     assert f"# side a: jaxar imported from {os.path.join(ROOT, 'jaxar')}" in out, out
     assert rows[0][1:3] == rows[1][1:3] and float(rows[0][1]) > 0, rows  # GFLOP, first loss
     assert rows[0][5] == "1.000" and all(float(r[3]) > 0 for r in rows), rows
+    # --sample: the sides time the same jitted sampler and draw the same samples.
+    step_ab.main(["--side", f"a={ROOT}", "--side", f"b={ROOT}", *args, "--sample", "cached"])
+    out = capfd.readouterr().out
+    rows = [r.split(" | ") for r in out.splitlines() if r.startswith(("| a ", "| b "))]
+    assert "| sample checksum |" in out and len(rows) == 2, out
+    assert rows[0][2] == rows[1][2] and int(rows[0][2]) > 0, rows  # the samples' checksum
+    with pytest.raises(SystemExit, match="side a .* exited before compiling"):
+        step_ab.main(["--side", f"a={ROOT}", "--side", f"b={ROOT}", *args, "--sample", "nope"])
+    assert "--sample expects one of ['cached', 'naive'" in capfd.readouterr().err
     for bad, message in [
         ([f"--side=a={ROOT}"], "at least two --side, got 1"),
         ([f"--side=a={ROOT}", "--side=b"], "NAME=PATH of a jaxar checkout, got 'b'"),
@@ -231,4 +241,4 @@ def test_step_ab_alternates_two_checkouts_and_reports_each(capsys):
     ]:
         with pytest.raises(SystemExit):
             step_ab.main([*args, *bad])
-        assert message in capsys.readouterr().err
+        assert message in capfd.readouterr().err
