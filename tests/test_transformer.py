@@ -133,7 +133,7 @@ def test_decode_step_attends_one_query_not_the_full_square():
 def test_sampler_updates_the_caches_in_place(batch):
     """Inside the sampler's loop no instruction copies or transposes a whole key or value
     buffer: each step writes its position in place and reads the buffers as they lie (with a
-    (B, heads, D, d) layout and a batch of one, XLA copied every buffer twice per step)."""
+    (B, heads, D, d) layout and a batch of one, XLA copied whole buffers at every step)."""
     model, params = make((2, 3, 3), num_layers=2, num_heads=2, embed_dim=8)
     sample = jax.jit(lambda p, key: model.sample(p, key, batch))
     hlo = sample.lower(params, jax.random.key(0)).compile().as_text()

@@ -32,10 +32,10 @@ before positions: with ``(B, D, heads, head_dim)`` buffers XLA (CPU) copied both
 order at every step (cached sampling of 28x28 images at batch 16 was 3.7x slower). Batch and
 heads merged: with ``(B, heads, D, head_dim)`` and a batch of one, XLA (CPU) dropped the unit
 axis for the attention, fused the cache update twice (once per shape), each into a copy of the
-whole buffer, and transposed every key buffer: 16 whole-buffer copies and 4 transposes per step
-of a 4-layer model, and a 32x32x3 image at batch 1 sampled 4.8x slower. The input of step ``i``
-is read from ``x_{i-1}`` of the flat image the sampler carries, so the cache only ever holds
-values of tokens already drawn.
+whole buffer, and transposed every key buffer: 12 whole-buffer copies and 4 transposes per step
+of a 4-layer model; a 32x32x3 image at batch 1 sampled 3.7x slower with the 8-layer config
+(BENCHMARKS.md). The input of step ``i`` is read from ``x_{i-1}`` of the flat image the
+sampler carries, so the cache only ever holds values of tokens already drawn.
 """
 
 from __future__ import annotations
