@@ -410,3 +410,22 @@ def test_runner_initialises_weight_norm_from_the_first_training_batch(tmp_path):
     assert np.isfinite(metrics["test/bits_per_dim"])
     _, loaded, params, *_ = train.load_run(str(tmp_path))
     assert loaded.hparams["data_init"] and np.isfinite(float(jax.tree.leaves(params)[0].sum()))
+
+
+def test_cached_sampler_does_not_copy_a_level_stack_per_block():
+    """Each level's ``u`` caches are one stacked array, rebuilt whole by the row computation.
+    Updated block by block in place, XLA copied the whole stack at each update (an update was
+    not ordered after the block's second read of its previous row): 4-5 copies per level here.
+    The two left per level are the row ``lax.cond``'s pass-through of the cache."""
+    import re
+    from collections import Counter
+
+    model = models.create("pixelcnn_pp", image_shape=(8, 8, 1), **{**TINY, "num_resnets": 2})
+    params = model.init(jax.random.key(0))
+    sample = jax.jit(lambda p, key: model.sample(p, key, 1))
+    hlo = sample.lower(params, jax.random.key(0)).compile().as_text()
+    body = hlo[: hlo.index("\nENTRY")]  # the sampler's loop and everything it calls
+    f = model.net.features
+    copies = Counter(re.findall(rf"= f32\[(\d+,2,1,\d+,{f})\]\{{[0-9,]*\}} copy\(", body))
+    widths = sorted(int(shape.split(",")[3]) for shape in copies)
+    assert widths == [2, 4, 8] and max(copies.values()) <= 2, copies  # levels 8, 4, 2 wide

@@ -327,10 +327,9 @@ class CachedDecoder:
     def _aux(self, p, aux):
         return NIN(self.net.features, **self._wn).apply({"params": p["aux"]}, concat_elu(aux))
 
-    def _block_row(self, p, stack, k, x, aux, label):
-        """``u`` block ``k`` of a level on one row ``x`` ``(B, W, F)``; ``stack[k]`` holds the
-        previous row of both convolutions' inputs. Returns the output and the new stack."""
-        prev = stack[k]
+    def _block_row(self, p, prev, x, aux, label):
+        """A ``u`` block on one row ``x`` ``(B, W, F)``; ``prev`` ``(2, B, W, F)`` holds the
+        previous row of both convolutions' inputs. Returns the output and this row's."""
         conv = lambda name, before, cur, **kw: self._conv(
             p[name], concat_elu(jnp.stack([before, cur], 1)), (2, 3), "down", "row", **kw
         )[:, 0]
@@ -338,8 +337,7 @@ class CachedDecoder:
         if aux is not None:
             h = h + self._aux(p, aux)
         out = conv("conv_out", prev[1], h, features=2 * self.net.features, init_scale=0.1)
-        stack = lax.dynamic_update_index_in_dim(stack, jnp.stack([x, h]), k, 0)
-        return self._gate(p, x, out, label), stack
+        return self._gate(p, x, out, label), jnp.stack([x, h])
 
     def _block_pixel(self, p, rings, k, x, aux, label, i, j):
         """``ul`` block ``k`` of a level at ``(i, j)``, ``x`` ``(B, F)``; ``rings[k]`` holds two
@@ -366,18 +364,22 @@ class CachedDecoder:
         return self._u_level(params, cache, 0, r, u, label)
 
     def _u_level(self, params, cache, s, i, u, label):
+        # The row's stacks are built whole at the end from the blocks' outputs, not updated
+        # block by block: an in-place update of block k's previous rows is not ordered after
+        # its second convolution's read of them, so XLA copied the whole stack at every update.
         cache, last = dict(cache), NUM_STAGES - 1
-        stack, rows = cache["u"][s], cache["u_rows"][s]
+        prev, new, rows = cache["u"][s], [], []
         pushed = [u]
         for k, (name, _) in enumerate(self.down[s]):
-            u, stack = self._block_row(params[name], stack, k, u, None, label)
+            u, row = self._block_row(params[name], prev[k], u, None, label)
             pushed.append(u)
-            rows = lax.dynamic_update_index_in_dim(rows, u, k, 0)
+            new.append(row)
+            rows.append(u)
         if s < last:
-            prev, cur = cache["ds_u"][s], u
+            above, cur = cache["ds_u"][s], u
 
             def deeper(cache):
-                win = jnp.stack([prev, cur], axis=1)
+                win = jnp.stack([above, cur], axis=1)
                 name = self.downsample[s][0]
                 e = self._conv(params[name], win, (2, 3), "down", "row", strides=2)[:, 0]
                 return self._u_level(params, cache, s + 1, i // 2, e, label)
@@ -389,10 +391,11 @@ class CachedDecoder:
             u = pushed.pop()
         n_down = len(self.down[s])
         for k, (name, _) in enumerate(self.up[s]):
-            u, stack = self._block_row(params[name], stack, n_down + k, u, pushed.pop(), label)
-            rows = lax.dynamic_update_index_in_dim(rows, u, n_down + k, 0)
-        cache["u"] = _replace(cache["u"], s, stack)
-        cache["u_rows"] = _replace(cache["u_rows"], s, rows)
+            u, row = self._block_row(params[name], prev[n_down + k], u, pushed.pop(), label)
+            new.append(row)
+            rows.append(u)
+        cache["u"] = _replace(cache["u"], s, jnp.stack(new))
+        cache["u_rows"] = _replace(cache["u_rows"], s, jnp.stack(rows))
         if s > 0:  # one coarse row gives the two fine rows of the finer level
             conv = ShiftedConv2D(
                 self.net.features, (2, 3), "down", strides=2, transpose=True, **self._wn
