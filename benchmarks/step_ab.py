@@ -50,7 +50,7 @@ def _worker(args) -> None:
     import train as bench_train
 
     from jaxar import config as jaxar_config
-    from jaxar import models, train
+    from jaxar import train
     from jaxar.data.sources import DataInfo
 
     config = jaxar_config.load(args.config).copy_and_resolve_references()
@@ -71,25 +71,20 @@ def _worker(args) -> None:
     }
     step = jax.jit(train.make_train_step(model, tx, ema_decay=config.ema_decay), donate_argnums=0)
     compiled = step.lower(state, batch).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
     state, metrics = compiled(state, batch)
-    ready = {"flops": float(cost.get("flops", float("nan"))), "loss": float(metrics["loss"])}
-    ready["jaxar"] = os.path.dirname(os.path.dirname(models.__file__))
-    print(json.dumps(ready), flush=True)
-    for _ in sys.stdin:
-        t0 = time.perf_counter()
-        state, metrics = compiled(state, batch)
+
+    def run():
+        nonlocal state
+        state, _ = compiled(state, batch)
         jax.block_until_ready(state)
-        print(time.perf_counter() - t0, flush=True)
+
+    _serve(compiled, float(metrics["loss"]), run)
 
 
 def _sample_worker(args, model, num_classes: int) -> None:
     """One side of ``--sample``: the jitted sampler, one call per line read from stdin."""
     import jax
     import jax.numpy as jnp
-
-    from jaxar import models
 
     if args.sample not in model.all_sample_methods:
         raise SystemExit(
@@ -103,15 +98,23 @@ def _sample_worker(args, model, num_classes: int) -> None:
     params = model.init_from_data(jax.random.key(0), x, cond)
     sample = jax.jit(lambda p, key: model.sample(p, key, b, cond=cond, method=args.sample))
     compiled = sample.lower(params, jax.random.key(2)).compile()
+    run = lambda: jax.block_until_ready(compiled(params, jax.random.key(2)))
+    _serve(compiled, int(jnp.sum(run())), run)
+
+
+def _serve(compiled, first, run) -> None:
+    """Report the compiled program's FLOPs, ``first`` (a loss or checksum) and where jaxar was
+    imported from, then time one ``run()`` per line read from stdin."""
+    from jaxar import models
+
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    out = jax.block_until_ready(compiled(params, jax.random.key(2)))
-    ready = {"flops": float(cost.get("flops", float("nan"))), "loss": int(jnp.sum(out))}
+    ready = {"flops": float(cost.get("flops", float("nan"))), "loss": first}
     ready["jaxar"] = os.path.dirname(os.path.dirname(models.__file__))
     print(json.dumps(ready), flush=True)
     for _ in sys.stdin:
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(params, jax.random.key(2)))
+        run()
         print(time.perf_counter() - t0, flush=True)
 
 
