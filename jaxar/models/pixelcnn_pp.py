@@ -231,10 +231,9 @@ class CachedDecoder:
     convolutions per due level, plus one row of the ``u`` stream at the start of a row;
     nothing depends on the image size except the row computations. The caches are a plain
     pytree (returned by :meth:`init_cache`, threaded through :meth:`step`) because whole
-    levels are skipped with ``lax.cond``; each level keeps its blocks' caches stacked in three
-    arrays (indexed by the block's position, down blocks first), so a level passed through a
-    ``lax.cond`` or the sampler's loop is a few buffers, not one per block and convolution.
-    """
+    levels are skipped (:func:`_when`); each level keeps its blocks' caches stacked in two
+    arrays (indexed by the block's position, down blocks first), which the compiled sampler
+    updates in place at every step, never copying them."""
 
     def __init__(self, net: PixelCNNPPNet, height: int, width: int):
         self.net, self.height, self.width = net, int(height), int(width)
@@ -259,19 +258,19 @@ class CachedDecoder:
     # ------------------------------------------------------------------ state
     def init_cache(self, batch: int) -> dict:
         """Zeros for every cache (zeros are the convolutions' padding). Per level ``s`` (width
-        ``w``, ``n`` blocks per stream): ``u[s]`` ``(n, 2, B, w, F)``, the previous row of
-        each ``u`` block's two convolution inputs; ``u_rows[s]`` ``(n, B, w, F)``, each ``u``
-        block's current output row; ``ul[s]`` ``(n, 2, 2, B, w + 1, F)``, each ``ul`` block's
-        two-row rings of its two convolution inputs."""
+        ``w``, ``n`` blocks per stream): ``u[s]`` ``(n, 3, B, w, F)``, each ``u`` block's
+        last row: its two convolution inputs (what the next row's convolutions read as the row
+        above) and its output (what the ``ul`` stream reads); ``ul[s]``
+        ``(n, 2, 2, B, w + 1, F)``, each ``ul`` block's two-row rings of its two convolution
+        inputs."""
         f, dt, last = self.net.features, self.net.dtype, NUM_STAGES - 1
         zeros = lambda *shape: jnp.zeros(shape, dt)
         width = [self.width >> s for s in range(NUM_STAGES)]
-        cache = {"u": [], "ul": [], "u_rows": [], "ds_u": [], "ds_ul": [], "up_u": [], "up_ul": []}
+        cache = {"u": [], "ul": [], "ds_u": [], "ds_ul": [], "up_u": [], "up_ul": []}
         for s in range(NUM_STAGES):
             w, n = width[s], len(self.down[s]) + len(self.up[s])
-            cache["u"].append(zeros(n, 2, batch, w, f))
+            cache["u"].append(zeros(n, 3, batch, w, f))
             cache["ul"].append(zeros(n, 2, 2, batch, w + 1, f))
-            cache["u_rows"].append(zeros(n, batch, w, f))
             if s < last:
                 cache["ds_u"].append(zeros(batch, w, f))
                 cache["ds_ul"].append(zeros(2, batch, w + 1, f))
@@ -287,7 +286,7 @@ class CachedDecoder:
         r, c = jnp.divmod(step, self.width)
         img = x_flat.reshape(x_flat.shape[0], self.height, self.width, -1)
         label = cond if self.net.num_classes else None
-        cache = lax.cond(c == 0, lambda k: self._row(params, k, img, r, label), lambda k: k, cache)
+        cache = _when(c == 0, lambda k: self._row(params, k, img, r, label), cache)
         ul, cache = self._pixel(params, cache, img, r, c, label)
         out = NIN(self._num_params, **self._wn).apply({"params": params["out"]}, nn.elu(ul))
         return out.astype(jnp.float64 if self.net.dtype == jnp.float64 else jnp.float32), cache
@@ -328,8 +327,9 @@ class CachedDecoder:
         return NIN(self.net.features, **self._wn).apply({"params": p["aux"]}, concat_elu(aux))
 
     def _block_row(self, p, prev, x, aux, label):
-        """A ``u`` block on one row ``x`` ``(B, W, F)``; ``prev`` ``(2, B, W, F)`` holds the
-        previous row of both convolutions' inputs. Returns the output and this row's."""
+        """A ``u`` block on one row ``x`` ``(B, W, F)``; ``prev`` ``(3, B, W, F)`` holds the
+        previous row of both convolutions' inputs (and the block's output). Returns the output
+        and this row's ``(3, B, W, F)``."""
         conv = lambda name, before, cur, **kw: self._conv(
             p[name], concat_elu(jnp.stack([before, cur], 1)), (2, 3), "down", "row", **kw
         )[:, 0]
@@ -337,7 +337,8 @@ class CachedDecoder:
         if aux is not None:
             h = h + self._aux(p, aux)
         out = conv("conv_out", prev[1], h, features=2 * self.net.features, init_scale=0.1)
-        return self._gate(p, x, out, label), jnp.stack([x, h])
+        out = self._gate(p, x, out, label)
+        return out, jnp.stack([x, h, out])
 
     def _block_pixel(self, p, rings, k, x, aux, label, i, j):
         """``ul`` block ``k`` of a level at ``(i, j)``, ``x`` ``(B, F)``; ``rings[k]`` holds two
@@ -364,17 +365,17 @@ class CachedDecoder:
         return self._u_level(params, cache, 0, r, u, label)
 
     def _u_level(self, params, cache, s, i, u, label):
-        # The row's stacks are built whole at the end from the blocks' outputs, not updated
-        # block by block: an in-place update of block k's previous rows is not ordered after
-        # its second convolution's read of them, so XLA copied the whole stack at every update.
+        # The level's stack is built whole at the end from the blocks' rows, not updated block
+        # by block, and it holds each block's output: XLA copies the whole stack (it is written
+        # in place of the previous row's) unless data dependence orders the write after every
+        # read of the previous rows, the last block's second convolution's read included.
         cache, last = dict(cache), NUM_STAGES - 1
-        prev, new, rows = cache["u"][s], [], []
+        prev, new = cache["u"][s], []
         pushed = [u]
         for k, (name, _) in enumerate(self.down[s]):
             u, row = self._block_row(params[name], prev[k], u, None, label)
             pushed.append(u)
             new.append(row)
-            rows.append(u)
         if s < last:
             above, cur = cache["ds_u"][s], u
 
@@ -384,7 +385,7 @@ class CachedDecoder:
                 e = self._conv(params[name], win, (2, 3), "down", "row", strides=2)[:, 0]
                 return self._u_level(params, cache, s + 1, i // 2, e, label)
 
-            cache = lax.cond(i % 2 == 0, deeper, lambda k: k, cache)
+            cache = _when(i % 2 == 0, deeper, cache)
             cache["ds_u"] = _replace(cache["ds_u"], s, cur)
             u = cache["up_u"][s][:, i % 2]
         else:
@@ -393,9 +394,7 @@ class CachedDecoder:
         for k, (name, _) in enumerate(self.up[s]):
             u, row = self._block_row(params[name], prev[n_down + k], u, pushed.pop(), label)
             new.append(row)
-            rows.append(u)
         cache["u"] = _replace(cache["u"], s, jnp.stack(new))
-        cache["u_rows"] = _replace(cache["u_rows"], s, jnp.stack(rows))
         if s > 0:  # one coarse row gives the two fine rows of the finer level
             conv = ShiftedConv2D(
                 self.net.features, (2, 3), "down", strides=2, transpose=True, **self._wn
@@ -417,7 +416,7 @@ class CachedDecoder:
     def _ul_level(self, params, cache, s, i, j, ul, label):
         cache, last = dict(cache), NUM_STAGES - 1
         rings = cache["ul"][s]
-        u_col = lax.dynamic_index_in_dim(cache["u_rows"][s], j, 2, keepdims=False)  # (n, B, F)
+        u_col = lax.dynamic_index_in_dim(cache["u"][s][:, 2], j, 2, keepdims=False)  # (n, B, F)
         pushed = [ul]
         for k, (_, name) in enumerate(self.down[s]):
             ul, rings = self._block_pixel(params[name], rings, k, ul, u_col[k], label, i, j)
@@ -432,7 +431,7 @@ class CachedDecoder:
                 cache = self._ul_level(params, cache, s + 1, i // 2, j // 2, e[:, 0, 0], label)[1]
                 return cache
 
-            cache = lax.cond((i % 2 == 0) & (j % 2 == 0), deeper, lambda k: k, cache)
+            cache = _when((i % 2 == 0) & (j % 2 == 0), deeper, cache)
             ul = lax.dynamic_index_in_dim(cache["up_ul"][s][i % 2], j, 1, keepdims=False)
         else:
             ul = pushed.pop()
@@ -451,6 +450,14 @@ class CachedDecoder:
             )
             cache["up_ul"] = _replace(cache["up_ul"], s - 1, buf)
         return ul, cache
+
+
+def _when(pred, fn, cache):
+    """``fn(cache)`` if ``pred`` else ``cache``, as a loop of zero or one trips rather than a
+    ``lax.cond``: XLA copies whatever a conditional's do-nothing branch passes through (here
+    every cache, at every step), while a loop updates what it carries in place."""
+    body = lambda carry: (jnp.bool_(False), fn(carry[1]))
+    return lax.while_loop(lambda carry: carry[0], body, (pred, cache))[1]
 
 
 def _replace(items: list, index: int, value) -> list:
