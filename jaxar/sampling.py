@@ -53,6 +53,7 @@ def scan_sample(
     prompt_dims: jnp.ndarray | int = 0,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    event_shape: tuple[int, ...] | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Generate ``batch`` events of ``num_dims`` flat dimensions.
 
@@ -68,6 +69,10 @@ def scan_sample(
     the log-probability. Step ``i`` draws with ``fold_in(key, i)`` either way, so a completion
     is the same whichever sampler makes it. ``temperature`` and ``top_p`` (Python floats) reshape
     each step's distribution (see the distribution's ``draw``); the defaults change nothing.
+
+    ``event_shape`` (``num_dims`` elements; a model's, the shape its step reshapes ``x`` to)
+    is the shape the events are kept in between steps; ``step_fn`` still gets them flat. It
+    changes no value: with it, XLA updates the events in place at every step (see ``body``).
     """
     g = distribution.dims_per_step
     if num_dims % g:
@@ -75,22 +80,42 @@ def scan_sample(
     prompt_steps = jnp.asarray(prompt_dims, jnp.int32) // g
     x0 = _start(prompt, prompt_dims, batch, num_dims)
 
+    shape = tuple(event_shape or (num_dims,))
+    if math.prod(shape) != num_dims or shape[-1] % g:
+        raise ValueError(
+            f"event_shape {shape} must hold {num_dims} dimensions, its last axis a multiple of "
+            f"the {g} drawn per step"
+        )
+    flat = lambda x: x.reshape(batch, num_dims)
+    x0 = x0.reshape(batch, *shape)
+
+    def write(x, values, step):  # step's values into x (at step -1, x's own first values)
+        at = jnp.unravel_index(jnp.maximum(step, 0) * g, shape)
+        values = values.reshape(batch, *(1,) * (len(shape) - 1), g)
+        return lax.dynamic_update_slice(x, values, (0, *at))
+
+    # Each step first writes the previous step's values, before anything reads x, and x is
+    # kept in the shape the step reads it in: then XLA updates it in place. Written at the end
+    # of their own step, the values were not ordered by data dependence after reads of x that
+    # XLA fuses into the cache updates (WaveNet's), and x (B x D) was copied at every step;
+    # kept flat while the step reads an image, the write was fused twice, once per shape.
     def body(carry, step):
-        x, state = carry
-        params, state = step_fn(state, x, step)
+        x, last, state = carry
+        x = write(x, last, step - 1)
+        params, state = step_fn(state, flat(x), step)
         values = distribution.sample_step(jax.random.fold_in(key, step), params, temperature, top_p)
         logp = distribution.step_log_prob(params, values)
         if prompt is not None:
             given = step < prompt_steps
-            old = lax.dynamic_slice_in_dim(x, step * g, g, axis=1)
+            old = lax.dynamic_slice_in_dim(flat(x), step * g, g, axis=1)
             values = jnp.where(given, old, values)
             logp = jnp.where(given, jnp.zeros_like(logp), logp)
-        x = lax.dynamic_update_slice(x, values.astype(x.dtype), (0, step * g))
-        return (x, state), logp
+        return (x, values.astype(x.dtype), state), logp
 
     steps = num_dims // g if num_steps is None else num_steps
-    (x, _), logps = lax.scan(body, (x0, init_state), jnp.arange(steps))
-    return x, logps.sum(axis=0)
+    carry = (x0, flat(x0)[:, :g], init_state)
+    (x, last, _), logps = lax.scan(body, carry, jnp.arange(steps))
+    return flat(write(x, last, steps - 1)), logps.sum(axis=0)
 
 
 def fixed_point_sample(

@@ -314,7 +314,14 @@ class AutoregressiveModel:
                 state = self.init_cache(params, num, cond)
                 step_fn = partial(self._cached_step_fn, params, cond)
             x, logp = sampling.scan_sample(
-                step_fn, state, self.distribution, rng, num, self.num_dims, **shaping
+                step_fn,
+                state,
+                self.distribution,
+                rng,
+                num,
+                self.num_dims,
+                event_shape=self.event_shape,
+                **shaping,
             )
         out = (x.reshape((num, *self.event_shape)),)
         out += (logp,) if with_log_prob else ()
