@@ -134,3 +134,31 @@ def test_masked_conv_full_path_is_the_same_convolution_of_the_whole_masked_kerne
     assert f"tensor<{kh // 2 + 1}x{kw}x3x6xf32>" in hlo, (
         "the full path convolved rows that are zero"
     )
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "gated_pixelcnn"])
+def test_cached_sampler_never_relays_out_a_kernel(name):
+    """The decode paths' window products (``jaxar.nn.conv.window_dot``) use the kernels as
+    they lie in memory: the compiled sampler neither copies nor transposes an array shaped
+    like a kernel or the slice of it a decode step reads. Written as an ``einsum`` over the
+    taps and inputs, XLA re-laid out every masked kernel at every step (here 6 per program)."""
+    import re
+
+    import jax
+
+    from jaxar import models
+
+    model = models.create_tiny(name, "rgb", num_levels=16)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    shapes = set()
+    for leaf in jax.tree.leaves(params):
+        if leaf.ndim == 4:
+            kh, kw, fin, fout = leaf.shape
+            for shape in ((kh, kw, fin, fout), (kh // 2 + 1, kw, fin, fout), (kw, fin, fout)):
+                shapes.add(tuple(sorted(shape)))
+    sample = jax.jit(lambda p, key: model.sample(p, key, 5, method="cached"))  # batch 5: no clash
+    hlo = sample.lower(params, jax.random.key(0)).compile().as_text()
+    moved = re.findall(r"= f32\[([0-9,]+)\]\{[0-9,]*\} (?:copy|transpose)\(", hlo)
+    assert moved, "no copy or transpose at all: the pattern no longer matches XLA's text"
+    relaid = [s for s in moved if tuple(sorted(map(int, s.split(",")))) in shapes]
+    assert relaid == [], relaid

@@ -23,7 +23,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxar.nn.masks import conv_mask
 
-__all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d", "conv_general_dilated"]
+__all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d", "conv_general_dilated", "window_dot"]
 
 #: Output features per kernel-gradient convolution on CPU (:func:`conv2d`).
 KERNEL_GRAD_CHUNK = 16
@@ -33,6 +33,17 @@ def _conv(x, kernel, strides, padding):
     return lax.conv_general_dilated(
         x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
+
+
+def window_dot(window, kernel):
+    """One output of a convolution from the window it reads: ``window`` ``(B, *taps, in)`` times
+    ``kernel`` ``(*taps, in, out)``, summed over the taps and inputs -> ``(B, out)``.
+
+    One matrix product of the two flattened as they lie in memory. Written as the einsum
+    ``"brkc,rkco->bo"``, the contracting axes reached XLA in the order of their letters (c, k,
+    r), not of memory, so it transposed the kernel and the window at every call: in a
+    sampler's loop, every layer's weights re-laid out at every step."""
+    return window.reshape(window.shape[0], -1) @ kernel.reshape(-1, kernel.shape[-1])
 
 
 def conv2d(x, kernel, strides, padding):
@@ -216,7 +227,7 @@ class MaskedConv2D(nn.Module):
             window = jnp.take(x, jnp.clip(row_ids, 0, x.shape[1] - 1), axis=1)
             window = jnp.take(window, jnp.clip(col_ids, 0, x.shape[2] - 1), axis=2)
             window = window.astype(self.dtype) * valid.astype(self.dtype)[None, :, :, None]
-            return jnp.einsum("brkc,rkco->bo", window, kernel[:rows])
+            return window_dot(window, kernel[:rows])
         if kh == kw == 1:
             return x.astype(self.dtype) @ kernel[0, 0]
         if width is None:
@@ -232,4 +243,4 @@ class MaskedConv2D(nn.Module):
         window = lax.dynamic_slice_in_dim(buf.value, w, kw, axis=2)  # (B, rows, kw, in)
         window = jnp.take(window, row_ids % rows, axis=1)
         window = window * (row_ids >= 0).astype(self.dtype)[None, :, None, None]
-        return jnp.einsum("brkc,rkco->bo", window, kernel[:rows])
+        return window_dot(window, kernel[:rows])

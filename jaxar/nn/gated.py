@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxar.nn.conv import MaskedConv2D, conv2d
+from jaxar.nn.conv import MaskedConv2D, conv2d, window_dot
 from jaxar.nn.masks import channel_mask
 
 __all__ = [
@@ -209,7 +209,7 @@ class HorizontalConv(nn.Module):
                 buf.value, x.astype(self.dtype)[:, None], (0, w + taps - 1, 0)
             )
             window = lax.dynamic_slice_in_dim(buf.value, w, taps, axis=1)  # (B, taps, in)
-        return jnp.einsum("bkc,kco->bo", window, kernel[0]) + bias
+        return window_dot(window, kernel[0]) + bias
 
 
 class StackLink(nn.Module):
