@@ -169,24 +169,25 @@ class RowLSTM(nn.Module):
         """Hidden state at ``pos = (i, j)`` from the layer input there, ``x`` ``(B, F)``.
 
         Cache: the input-to-state ring buffer of the current row (inside ``input_to_state``)
-        and, for the hidden and cell states, two row slots (rows ``i - 1`` and ``i``).
+        and, for the hidden and cell states side by side (float32), two row slots (rows ``i -
+        1`` and ``i``). One buffer written once: with the cell state apart, its write was not
+        ordered after a read of the previous cell state that XLA fuses into the hidden state's
+        computation, and the compiled sampler copied the buffer twice per step.
         """
         if width is None:
             raise ValueError("the RowLSTM decode path needs the static image width")
         i, j = pos
-        b, k, p = x.shape[0], self.kernel, self.kernel // 2
+        b, k, p, n = x.shape[0], self.kernel, self.kernel // 2, self.hidden
         z_is = self.input_to_state(x, pos, width)  # (B, 4 hidden)
-        hbuf = self.variable(
-            "cache", "h", jnp.zeros, (b, 2, width + 2 * p, self.hidden), self.dtype
-        )
-        cbuf = self.variable("cache", "c", jnp.zeros, (b, 2, width, self.hidden), jnp.float32)
+        shape = (b, 2, width + 2 * p, 2 * n)
+        buf = self.variable("cache", "hc", jnp.zeros, shape, jnp.float32)
         prev, cur = (i + 1) % 2, i % 2  # the ring slots of rows i - 1 and i
-        window = lax.dynamic_slice_in_dim(hbuf.value[:, prev], j, k, axis=1)  # j - p .. j + p
-        z = z_is + window.reshape(b, k * self.hidden) @ self._ss_matrix()
-        h, c = lstm_cell(z, cbuf.value[:, prev, j], self.color_channels, self.dtype)
+        window = lax.dynamic_slice_in_dim(buf.value[:, prev, :, :n], j, k, axis=1)  # j-p .. j+p
+        z = z_is + window.astype(self.dtype).reshape(b, k * n) @ self._ss_matrix()
+        h, c = lstm_cell(z, buf.value[:, prev, j + p, n:], self.color_channels, self.dtype)
         # Row -1 reads as zeros: slot 1 is still all zeros while row 0 is generated.
-        hbuf.value = hbuf.value.at[:, cur, j + p].set(h)
-        cbuf.value = cbuf.value.at[:, cur, j].set(c)
+        hc = jnp.concatenate([h.astype(jnp.float32), c.astype(jnp.float32)], axis=-1)
+        buf.value = buf.value.at[:, cur, j + p].set(hc)
         return h
 
 
