@@ -246,23 +246,26 @@ class DiagonalLSTM(nn.Module):
     def _decode(self, x, pos, width):
         """Hidden state at ``pos = (i, j)`` from the layer input there, ``x`` ``(B, F)``.
 
-        Cache: the hidden states of rows ``i - 1`` and ``i`` (two slots, column ``j`` at index
-        ``j + 1``, index 0 the zero boundary) and the cell states of row ``i``.
+        Cache: the hidden and cell states (side by side, float32) of rows ``i - 1`` and ``i``
+        (two slots, column ``j`` at index ``j + 1``, index 0 the zero boundary), in one buffer
+        written once per step, as :class:`RowLSTM` keeps them (and why).
         """
         if width is None:
             raise ValueError("the DiagonalLSTM decode path needs the static image width")
         i, j = pos
-        b = x.shape[0]
+        b, n = x.shape[0], self.hidden
         z_is = self.input_to_state(x, pos, width)  # (B, 4 hidden), a 1 x 1 convolution
-        hbuf = self.variable("cache", "h", jnp.zeros, (b, 2, width + 1, self.hidden), self.dtype)
-        cbuf = self.variable("cache", "c", jnp.zeros, (b, width + 1, self.hidden), jnp.float32)
+        buf = self.variable("cache", "hc", jnp.zeros, (b, 2, width + 1, 2 * n), jnp.float32)
         prev, cur = (i + 1) % 2, i % 2  # the ring slots of rows i - 1 and i
-        up, left = hbuf.value[:, prev, j + 1], hbuf.value[:, cur, j]  # (i - 1, j), (i, j - 1)
-        z = z_is + jnp.concatenate([up, left], axis=-1) @ self._ss_matrix()
-        h, c = lstm_cell(z, cbuf.value[:, j], self.color_channels, self.dtype)
+        up, left = buf.value[:, prev, j + 1, :n], buf.value[:, cur, j]  # (i - 1, j), (i, j - 1)
+        z = (
+            z_is
+            + jnp.concatenate([up, left[:, :n]], axis=-1).astype(self.dtype) @ self._ss_matrix()
+        )
+        h, c = lstm_cell(z, left[:, n:], self.color_channels, self.dtype)
         # Row -1 reads as zeros (slot 1 is untouched during row 0), column -1 from index 0.
-        hbuf.value = hbuf.value.at[:, cur, j + 1].set(h)
-        cbuf.value = cbuf.value.at[:, j + 1].set(c)
+        hc = jnp.concatenate([h.astype(jnp.float32), c.astype(jnp.float32)], axis=-1)
+        buf.value = buf.value.at[:, cur, j + 1].set(hc)
         return h
 
     def row_reversed(self, x_row: jnp.ndarray, h_above: jnp.ndarray) -> jnp.ndarray:
