@@ -129,7 +129,9 @@ def count_kernels(hlo_text: str) -> KernelCount:
 
 
 def sampling_step(model, params, batch: int, method: str = "cached", cond=None):
-    """``(step, args)``: one step of ``model``'s sampler, the body of ``scan_sample``'s scan.
+    """``(step, args)``: one step of ``model``'s sampler, the work of ``scan_sample``'s scan
+    body (which writes a step's drawn values at the start of the next step; this step writes
+    them at its end: the same one update).
 
     ``method`` is "cached", or any method the model lists whose step it builds with
     ``model.sampling_step_fn(params, cond, method)`` (WaveNet's "pallas").
