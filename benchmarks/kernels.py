@@ -3,7 +3,7 @@
     python benchmarks/kernels.py                          # paper WaveNet + the PixelCNN family
     python benchmarks/kernels.py --models wavenet --batch 16 --methods cached,pallas
 
-What is compiled: ONE step of the sampler, exactly the body of
+What is compiled: ONE step of the sampler, the work of the body of
 :func:`jaxar.sampling.scan_sample`'s ``lax.scan`` (the model's decode step on its cache, the
 draw from the step's distribution, the write of the drawn values and their log-probability),
 as ``jax.jit(step).lower(...).compile().as_text()`` for the default backend.
