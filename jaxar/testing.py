@@ -12,11 +12,16 @@ Each check uses only the model contract, so it applies to every registered model
   same key, and the samples' likelihood equals the sum of the log-probabilities drawn with;
 * :func:`assert_teacher_forced_matches_full`: the cached decode step, fed a real event one step
   at a time, gives at every step the distribution parameters of the full forward pass.
+
+For checks of what XLA makes of a sampler, :func:`compiled_sampler` gives the compiled program's
+text and :func:`moved_arrays` the shapes of the arrays it copies (or transposes): a cache, the
+events or a weight copied inside the sampler's loop costs its size at every step.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +33,8 @@ __all__ = [
     "assert_causal",
     "assert_normalized",
     "assert_teacher_forced_matches_full",
+    "compiled_sampler",
+    "moved_arrays",
     "randomize_params",
     "teacher_forced_params",
 ]
@@ -220,3 +227,20 @@ def assert_teacher_forced_matches_full(model, params, x, cond=None, *, rtol: flo
         f"cached step differs from the full forward at steps {bad[:10].tolist()}: max relative "
         f"error {err.max() / scale:.2e} > {rtol}"
     )
+
+
+def compiled_sampler(model, params, batch: int, cond=None, method: str = "cached"):
+    """``(program, loop)``: the text of ``model.sample(params, key, batch, cond, method=...)``
+    as XLA compiles it for the default backend, and its part before the entry computation
+    (the sampler's loop and every computation it calls; not the set-up). ``params`` may be
+    shapes (``jax.eval_shape(model.init, key)``): nothing runs."""
+    sample = jax.jit(lambda p, key: model.sample(p, key, batch, cond, method=method))
+    program = sample.lower(params, jax.random.key(0)).compile().as_text()
+    return program, program[: program.index("\nENTRY")]
+
+
+def moved_arrays(text: str, dtype: str = "f32", ops=("copy",)) -> list[tuple[int, ...]]:
+    """The shapes of the ``dtype`` arrays that the instructions ``ops`` (``copy``,
+    ``transpose``) produce in the compiled ``text``, one entry per instruction."""
+    pattern = rf"= {dtype}\[([0-9,]*)\]\{{[0-9,]*\}} (?:{'|'.join(ops)})\("
+    return [tuple(int(v) for v in s.split(",") if v) for s in re.findall(pattern, text)]
