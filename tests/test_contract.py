@@ -124,6 +124,14 @@ def test_bad_input_is_one_clear_error(name):
         with pytest.raises(ValueError, match=name) as err:
             model.log_prob(params, value, cond)
         assert "\n" not in str(err.value), what
+    # Inside a jit, a batch closed over (so concrete) is checked the same way, and a good one
+    # is scored as outside it.
+    with pytest.raises(ValueError, match=f"{name}: expected values in"):
+        jax.jit(lambda p: model.log_prob(p, bad["too high"], cond))(params)
+    np.testing.assert_allclose(
+        jax.jit(lambda p: model.log_prob(p, x, cond))(params),
+        model.log_prob(params, x, cond), rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
     with pytest.raises(ValueError, match="unconditional|cond"):
         model.log_prob(params, x, jnp.zeros((1,), jnp.int32))
     with pytest.raises(ValueError, match="sampling method"):

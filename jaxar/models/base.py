@@ -119,7 +119,8 @@ class AutoregressiveModel:
                 f"got dtype {dtype}"
             )
         if _is_concrete(x) and shape[0] > 0:
-            lo, hi = int(np.min(x)), int(np.max(x))
+            v = np.asarray(x)  # a jax array's own min would be staged inside a jit
+            lo, hi = int(v.min()), int(v.max())
             if lo < 0 or hi >= self.num_levels:
                 raise ValueError(
                     f"{self.name}: expected values in [0, {self.num_levels}), "
@@ -148,7 +149,8 @@ class AutoregressiveModel:
                 f"got shape {shape} dtype {dtype}"
             )
         if _is_concrete(cond) and batch > 0:
-            lo, hi = int(np.min(cond)), int(np.max(cond))
+            v = np.asarray(cond)
+            lo, hi = int(v.min()), int(v.max())
             if lo < 0 or hi >= self.num_classes:
                 raise ValueError(
                     f"{self.name}: expected class labels in [0, {self.num_classes}), "
@@ -253,7 +255,8 @@ class AutoregressiveModel:
         if not _is_concrete(x) or train:
             return self._log_prob(params, x, cond, per_dim=per_dim, train=train, rng=rng)
         lp = self._log_prob_jit(params, jnp.asarray(x), cond, per_dim=per_dim)
-        if not bool(jnp.all(jnp.isfinite(lp))):
+        # Under an outer jit (traced params) lp is a tracer, whose values are not known here.
+        if _is_concrete(lp) and not bool(jnp.all(jnp.isfinite(lp))):
             self.check_params(params)
         return lp
 
