@@ -333,13 +333,16 @@ def test_cond_forms_and_errors():
         plain.check_cond(labels, 2)
 
 
-def test_stack_convolutions_take_kernel_gradients_in_slices_on_cpu():
-    # Both stacks' convolutions go through jaxar.nn.conv.conv2d: with 2 * 24 = 48 gate outputs,
-    # the compiled kernel gradient of each is 3 convolutions of 16 outputs (one if it were a
-    # plain convolution).
+def test_stack_convolutions_take_kernel_gradients_in_slices_on_cpu(monkeypatch):
+    # Both stacks' convolutions go through jaxar.nn.conv.conv2d: with its kernel-gradient
+    # slices set to 16 and 2 * 24 = 48 gate outputs, the compiled kernel gradient of each is 3
+    # convolutions of 16 outputs (one if it were a plain convolution).
     import re
 
+    from jaxar.nn import conv
     from jaxar.nn.gated import HorizontalConv, VerticalConv
+
+    monkeypatch.setattr(conv, "KERNEL_GRAD_CHUNK", 16)
 
     x = jax.random.normal(jax.random.key(0), (2, 5, 6, 4))
     for layer in (VerticalConv(24, (3, 3)), HorizontalConv(24, 3)):

@@ -134,18 +134,24 @@ def test_concat_elu_and_its_gradient_equal_elu_of_both_signs():
     assert " concatenate(" not in entry and len(readers) == 1, entry
 
 
-def test_conv2d_derivatives_equal_the_plain_convolution_and_chunk_the_kernel_gradient():
-    # conv2d's custom JVP: values, reverse mode (both arguments, and the kernel alone) and
-    # forward mode equal lax's convolution; on CPU the kernel gradient is one convolution per
-    # KERNEL_GRAD_CHUNK outputs (3 for 48), the input gradient one, and a kernel of at most
-    # KERNEL_GRAD_CHUNK outputs is left whole.
+@pytest.mark.parametrize("chunk", [None, 16])
+def test_conv2d_derivatives_equal_the_plain_convolution_and_chunk_the_kernel_gradient(
+    chunk, monkeypatch
+):
+    # conv2d: values, reverse mode (both arguments, and the kernel alone) and forward mode
+    # equal lax's convolution. By default the kernel gradient is one convolution; with
+    # KERNEL_GRAD_CHUNK set (the custom JVP), on CPU one convolution per KERNEL_GRAD_CHUNK
+    # outputs (3 for 48), the input gradient one, and a kernel of at most KERNEL_GRAD_CHUNK
+    # outputs is left whole.
     import re
 
     from jax import lax
 
-    from jaxar.nn.conv import KERNEL_GRAD_CHUNK, conv2d
+    from jaxar.nn import conv as conv_module
+    from jaxar.nn.conv import conv2d
 
-    assert KERNEL_GRAD_CHUNK == 16
+    assert conv_module.KERNEL_GRAD_CHUNK is None  # the default: XLA's one convolution
+    monkeypatch.setattr(conv_module, "KERNEL_GRAD_CHUNK", chunk)
     x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
     kernel = jax.random.normal(jax.random.key(1), (2, 3, 8, 48))
     pad, strides = ((1, 0), (1, 1)), (1, 1)
@@ -176,7 +182,7 @@ def test_conv2d_derivatives_equal_the_plain_convolution_and_chunk_the_kernel_gra
         hlo = jax.jit(jax.grad(loss(f), argnums)).lower(x, k).compile().as_text()
         return len(re.findall(r"\bconvolution\(", hlo))
 
-    assert convs(ours, 1, kernel) == 3
+    assert convs(ours, 1, kernel) == (3 if chunk else 1)
     assert convs(ours, 0, kernel) == 1
     assert convs(ours, 1, kernel[..., :16]) == 1
 

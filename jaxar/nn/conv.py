@@ -25,8 +25,12 @@ from jaxar.nn.masks import conv_mask
 
 __all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d", "conv_general_dilated", "window_dot"]
 
-#: Output features per kernel-gradient convolution on CPU (:func:`conv2d`).
-KERNEL_GRAD_CHUNK = 16
+#: Output features per kernel-gradient convolution on CPU (:func:`conv2d`); ``None`` (the
+#: default): one convolution. Read when a function is traced, so set it before the first trace.
+#: Processor-dependent (BENCHMARKS.md): slices of 16 made the PixelCNN++ CPU train step 15%
+#: faster on the AMD EPYC of 2026-12-01, and 1.4-2.9x slower on an AVX-512 one (family 25,
+#: model 17) on 2026-12-02, where XLA's single kernel-gradient convolution is the faster.
+KERNEL_GRAD_CHUNK: int | None = None
 
 
 def _conv(x, kernel, strides, padding):
@@ -59,13 +63,15 @@ def conv2d(x, kernel, strides, padding):
       gradient of a ``1 x 1`` convolution several times slower than the same sums as one
       matrix product (BENCHMARKS.md: the PixelCNN family's CPU train steps 2.1-3.1x faster;
       a matrix product on every platform, unmeasured on accelerators);
-    * any other kernel is :func:`_sliced_conv`, whose kernel gradient is computed in output
-      slices of :data:`KERNEL_GRAD_CHUNK` on CPU.
+    * any other kernel is one convolution, whose kernel gradient is computed in output slices
+      of :data:`KERNEL_GRAD_CHUNK` on CPU when that is set (:func:`_sliced_conv`).
     """
     strides = tuple(int(s) for s in strides)
     padding = tuple(tuple(int(v) for v in p) for p in padding)
     if kernel.shape[:2] == (1, 1) and strides == (1, 1) and padding == ((0, 0), (0, 0)):
         return lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+    if KERNEL_GRAD_CHUNK is None or kernel.shape[-1] <= KERNEL_GRAD_CHUNK:
+        return _conv(x, kernel, strides, padding)
     return _sliced_conv(x, kernel, strides, padding)
 
 
@@ -111,14 +117,14 @@ def conv_general_dilated(
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _sliced_conv(x, kernel, strides, padding):
-    """The convolution of :func:`conv2d`, with a faster kernel gradient on CPU.
+    """The convolution of :func:`conv2d` with its kernel gradient in slices (opt-in).
 
     Its JVP writes the kernel's term as separate convolutions of at most
     :data:`KERNEL_GRAD_CHUNK` output features each, concatenated, when it runs on a CPU
     (``lax.platform_dependent``; one convolution elsewhere), so reverse mode computes the
-    kernel gradient in output slices of 16: XLA's CPU backend runs those 1.3-2.3x faster than
-    one kernel-gradient convolution of 32-128 outputs at the PixelCNN++ sizes
-    (BENCHMARKS.md), whatever the reason inside it.
+    kernel gradient in output slices. On the processor of 2026-12-01, XLA's CPU backend ran
+    slices of 16 1.3-2.3x faster than one kernel-gradient convolution of 32-128 outputs at
+    the PixelCNN++ sizes; on the AVX-512 one of 2026-12-02, 1.7-2.2x slower (BENCHMARKS.md).
     """
     return _conv(x, kernel, strides, padding)
 
@@ -134,8 +140,6 @@ def _kernel_term(x, dk, strides, padding):
     def whole(x, dk):
         return _conv(x, dk, strides, padding)
 
-    if out <= KERNEL_GRAD_CHUNK:
-        return whole(x, dk)
     return lax.platform_dependent(x, dk, cpu=chunked, default=whole)
 
 

@@ -16,9 +16,10 @@ Two stacks replace the single masked convolution of PixelCNN, which removes its 
 
 Every convolution outputs ``2 * features`` pre-activations, the tanh half and the sigmoid half of
 the gated unit ``tanh(a) * sigmoid(b)``; the stacks' convolutions run through
-:func:`jaxar.nn.conv.conv2d` (kernel gradients in slices of 16 outputs on CPU). Both halves
-use the colour-group layout of ``features`` features, so feature ``j`` of the gate output
-belongs to group ``j // (features // C)`` like its two inputs ``a_j`` and ``b_j``.
+:func:`jaxar.nn.conv.conv2d` (1x1 kernels as matrix products, kernel-gradient slices on CPU
+when :data:`jaxar.nn.conv.KERNEL_GRAD_CHUNK` is set). Both halves use the colour-group layout
+of ``features`` features, so feature ``j`` of the gate output belongs to group ``j //
+(features // C)`` like its two inputs ``a_j`` and ``b_j``.
 
 Each layer has a decode path for the cached sampler, keeping its state in the flax ``cache``
 collection:
