@@ -19,8 +19,9 @@ coefficients make G depend on R and B on R and G within the pixel.
 
 Class conditioning (``num_classes > 0``) adds a learned per-block embedding of the label to
 every gated resnet block's gate pre-activations. Dropout (``dropout``) is applied inside every
-block when training, with masks drawn from one ``rbg`` key derived from the ``'dropout'`` rng
-(cheap to compile and to draw, unlike a threefry draw per block). Weight normalisation is
+block when training, each block's mask drawn from the ``'dropout'`` rng stream (JAX's default
+threefry; XLA's RngBitGenerator, which an ``rbg`` key uses, drew the masks 4.6x slower on a CPU,
+BENCHMARKS.md). Weight normalisation is
 optional (``weight_norm``). ``weight_init`` picks the initialisation
 (:data:`jaxar.nn.shifted.WEIGHT_INITS`):
 ``"unit"`` (unit-norm filters, gain 1, or 0.1 for a block's last convolution), ``"data"`` (the
@@ -103,15 +104,6 @@ class PixelCNNPPNet(nn.Module):
             shift=shift, dropout=self.dropout, num_classes=self.num_classes, **wn
         )
         label = cond if self.num_classes else None
-        # Dropout masks: one rbg key (XLA RngBitGenerator) split per block. Threefry masks of
-        # every block's activations are slow to compile and to draw; this is one cheap split.
-        r = self.num_resnets
-        num_blocks = 2 * (NUM_STAGES * r + r + (NUM_STAGES - 1) * (r + 1))  # down + up, 2 streams
-        keys = iter([None] * num_blocks)
-        if train and self.dropout > 0:
-            bits = jax.random.bits(self.make_rng("dropout"), (4,), jnp.uint32)
-            keys = iter(jax.random.split(jax.random.wrap_key_data(bits, impl="rbg"), num_blocks))
-
         h = centered(x, self.num_levels, dt)
         h = jnp.concatenate([h, jnp.ones_like(h[..., :1])], axis=-1)
         u = down_shift(DownShiftedConv2D(f, (2, 3), name="u_in", **wn)(h))
@@ -123,8 +115,8 @@ class PixelCNNPPNet(nn.Module):
         us, uls = [u], [ul]
         for stage in range(NUM_STAGES):
             for _ in range(self.num_resnets):
-                u = block("down")(u, label=label, train=train, dropout_rng=next(keys))
-                ul = block("down_right")(ul, u, label=label, train=train, dropout_rng=next(keys))
+                u = block("down")(u, label=label, train=train)
+                ul = block("down_right")(ul, u, label=label, train=train)
                 us.append(u)
                 uls.append(ul)
             if stage < NUM_STAGES - 1:
@@ -137,19 +129,14 @@ class PixelCNNPPNet(nn.Module):
         u, ul = us.pop(), uls.pop()
         for stage in range(NUM_STAGES):
             for _ in range(self.num_resnets + (stage > 0)):
-                u = block("down")(u, us.pop(), label=label, train=train, dropout_rng=next(keys))
+                u = block("down")(u, us.pop(), label=label, train=train)
                 ul = block("down_right")(
-                    ul,
-                    jnp.concatenate([u, uls.pop()], axis=-1),
-                    label=label,
-                    train=train,
-                    dropout_rng=next(keys),
+                    ul, jnp.concatenate([u, uls.pop()], axis=-1), label=label, train=train
                 )
             if stage < NUM_STAGES - 1:
                 u = DownShiftedConvTranspose2D(f, (2, 3), **wn)(u)
                 ul = DownRightShiftedConvTranspose2D(f, (2, 2), **wn)(ul)
         assert not us and not uls, "every shortcut is used exactly once"
-        assert next(keys, "done") == "done", "one dropout key per block"
 
         num_params = DiscretizedLogisticMixture(
             self.num_mixtures, self.num_levels, self.channels

@@ -367,8 +367,7 @@ class GatedResnet(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, aux=None, label=None, train: bool = False, dropout_rng=None):
-        """``dropout_rng`` (optional) replaces the block's draw from the ``'dropout'`` stream."""
+    def __call__(self, x, aux=None, label=None, train: bool = False):
         f = x.shape[-1]
         kernel = (2, 3) if self.shift == "down" else (2, 2)
         wn = dict(weight_norm=self.weight_norm, weight_init=self.weight_init, dtype=self.dtype)
@@ -377,7 +376,7 @@ class GatedResnet(nn.Module):
             h = h + NIN(f, name="aux", **wn)(concat_elu(aux))
         h = concat_elu(h)
         if self.dropout > 0:
-            h = nn.Dropout(self.dropout, deterministic=not train)(h, rng=dropout_rng)
+            h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = ShiftedConv2D(2 * f, kernel, self.shift, init_scale=0.1, name="conv_out", **wn)(h)
         if self.num_classes:
             if label is None:
