@@ -2,6 +2,7 @@
 benchmark suite's --tiny mode (which must keep running on CPU so the suite cannot rot)."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -242,3 +243,40 @@ def test_step_ab_alternates_two_checkouts_and_reports_each(capfd):
         with pytest.raises(SystemExit):
             step_ab.main([*args, *bad])
         assert message in capfd.readouterr().err
+
+
+def test_pp_step_times_a_jaxar_side_and_refuses_mismatched_peers(tmp_path, capfd):
+    # One round of a tiny jaxar side on random RGB images: its row reports the step time, the
+    # model's own parameter count and XLA's FLOPs. A peer that cannot run the asked images is
+    # refused in one line before any work.
+    import pp_step
+
+    from jaxar import models
+
+    args = ["--image", "8,8,3", "--batch", "2", "--filters", "4", "--mixtures", "2"]
+    args += ["--data", "random", "--rounds", "1", "--steps", "10", "--dropout", "0.5"]
+    rows = pp_step.main(["--side", f"here={ROOT}", *args, "--ema", "0.999"])
+    model = models.create(
+        "pixelcnn_pp", image_shape=(8, 8, 3), num_resnets=1, features=4, num_mixtures=2,
+        weight_norm=True, weight_init="fan_in",
+    )  # fmt: skip
+    count = sum(int(np.size(w)) for w in jax.tree.leaves(model.init(jax.random.key(0))))
+    assert [r["side"] for r in rows] == ["here"] and rows[0]["params"] == count, rows
+    assert rows[0]["flops"] > 0 and 0 < rows[0]["min"] <= rows[0]["median"], rows
+    assert f"| here | {rows[0]['median']:.3f} " in capfd.readouterr().out
+    flax_dir = tmp_path / "flax"
+    flax_dir.mkdir()
+    (flax_dir / "pixelcnn.py").write_text("")
+    (tmp_path / "model.py").write_text("")  # what --peer looks for in a pclucas14 checkout
+    for bad, message in [
+        (["--image", "8,8"], "--image takes H,W,C (three integers), got '8,8'"),
+        (["--image", "6,8,3"], "H and W divisible by 4"),
+        (["--flax-example", str(flax_dir)], "written for RGB (--image H,W,3), got 28,28,1"),
+        (["--flax-example", str(tmp_path)], "holding the example's pixelcnn.py, got"),
+        (["--peer", ROOT], "must be a checkout of pclucas14"),
+        (["--peer", str(tmp_path), "--image", "8,8,3"], "grey images without a weight average"),
+        (["--side", f"a={ROOT}", "--ema", "1.0"], "--ema in [0, 1), got 16, 0.0, 1.0"),
+        ([], "give at least one --side NAME=PATH, --peer or --flax-example, got none"),
+    ]:
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            pp_step.main(bad)
