@@ -28,8 +28,9 @@ __all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d", "conv_general_dilated"
 #: Output features per kernel-gradient convolution on CPU (:func:`conv2d`); ``None`` (the
 #: default): one convolution. Read when a function is traced, so set it before the first trace.
 #: Processor-dependent (BENCHMARKS.md): slices of 16 made the PixelCNN++ CPU train step 15%
-#: faster on the AMD EPYC of 2026-12-01, and 1.4-2.9x slower on an AVX-512 one (family 25,
-#: model 17) on 2026-12-02, where XLA's single kernel-gradient convolution is the faster.
+#: faster on the AMD EPYC of 2026-12-01; on the AVX-512 one of 2026-12-02 (family 25, model
+#: 17) they made single kernel gradients 1.7-2.2x slower, the Gated PixelCNN and PixelCNN++
+#: train steps 1.04-3.4x slower (3.4x: PixelCNN++ at the paper's size), PixelCNN's no faster.
 KERNEL_GRAD_CHUNK: int | None = None
 
 
