@@ -169,12 +169,20 @@ def train_adam(model, params, batches, lr, key=None, ema: float = 0.0):
     ``ema_decay``: ``a <- ema a + (1 - ema) params`` after each step, from the initial
     weights). Returns ``(params, losses, step_seconds, averaged)`` (``averaged`` is None
     without ``ema``), each step timed whole (it blocks on its loss)."""
-    tx = optax.adam(lr)
     training = key is not None
-    key = jax.random.key(0) if key is None else key
 
     def loss_fn(p, x, rng):
         return -jnp.mean(model.log_prob(p, x, train=training, rng=rng)) / model.num_dims
+
+    return adam_steps(loss_fn, params, batches, lr, key, ema)
+
+
+def adam_steps(loss_fn, params, batches, lr, key=None, ema: float = 0.0):
+    """:func:`train_adam` with any ``loss_fn(params, x, rng)`` (``x`` the batch as int32,
+    ``rng`` the step's key folded from ``key``, ``jax.random.key(0)`` when None): the same
+    Adam, weight average and timing for a peer's network (``benchmarks/pp_step.py``)."""
+    tx = optax.adam(lr)
+    key = jax.random.key(0) if key is None else key
 
     @jax.jit
     def step(p, s, a, x, rng):

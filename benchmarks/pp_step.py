@@ -43,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -54,35 +53,23 @@ FLAX_EXAMPLE = "the Flax example (google/flax@866ce07b^)"
 
 
 def _time_steps(loss_fn, params, data_dir: str, settings: dict) -> dict:
-    """Adam (and the weight average) on the saved batches, each step timed whole."""
+    """Adam (and the weight average) on the saved batches, each step timed whole
+    (``equal_budget.adam_steps``), with the parameter count and XLA's FLOPs of the gradient."""
+    sys.path.insert(0, HERE)
+    import equal_budget
     import jax
-    import optax
-
-    tx, ema = optax.adam(1e-3), settings["ema"]
-
-    @jax.jit
-    def step(p, s, a, x, rng):
-        loss, g = jax.value_and_grad(loss_fn)(p, x, rng)
-        updates, s = tx.update(g, s, p)
-        p = optax.apply_updates(p, updates)
-        if ema:
-            a = jax.tree.map(lambda m, w: ema * m + (1.0 - ema) * w, a, p)
-        return p, s, a, loss
 
     train = np.load(os.path.join(data_dir, "train.npy"))
     order = np.load(os.path.join(data_dir, "order_0.npy"))
     key = jax.random.key(0)
-    grad = jax.jit(jax.grad(loss_fn)).lower(params, train[order[0]], key).compile()
+    first = jax.numpy.asarray(train[order[0]], "int32")
+    grad = jax.jit(jax.grad(loss_fn)).lower(params, first, key).compile()
     flops = (grad.cost_analysis() or {}).get("flops", float("nan"))
-    state, averaged, times, losses = tx.init(params), params if ema else None, [], []
-    for i, batch in enumerate(order):
-        t0 = time.perf_counter()
-        params, state, averaged, loss = step(
-            params, state, averaged, jax.numpy.asarray(train[batch]), jax.random.fold_in(key, i)
-        )
-        losses.append(float(loss))
-        times.append(time.perf_counter() - t0)
     count = sum(int(np.size(w)) for w in jax.tree.leaves(params))
+    batches = (train[b] for b in order)
+    _, losses, times, _ = equal_budget.adam_steps(
+        loss_fn, params, batches, 1e-3, key, settings["ema"]
+    )
     return {"step_s": times, "params": count, "flops": flops, "first_loss": losses[0]}
 
 
@@ -102,9 +89,7 @@ def _worker(data_dir: str) -> None:
     )  # fmt: skip
 
     def loss_fn(p, x, rng):  # the runner's loss: mean nats per dimension
-        return -jax.numpy.mean(model.log_prob(p, x.astype("int32"), train=True, rng=rng)) / (
-            model.num_dims
-        )
+        return -jax.numpy.mean(model.log_prob(p, x, train=True, rng=rng)) / model.num_dims
 
     res = _time_steps(loss_fn, model.init(jax.random.key(0)), data_dir, s)
     print(json.dumps(dict(res, jaxar=os.path.dirname(jaxar.__file__))))
