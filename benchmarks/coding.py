@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import platform
 import statistics
 import subprocess
 import time
 
+import host
 import jax
 import numpy as np
 
@@ -84,14 +84,13 @@ def main():
             fn()
             times[k].append(time.perf_counter() - t0)
     np.testing.assert_array_equal(coding.decode(model, params, stream), x)
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if "Model name" in ln), "?")
+    cpu = host.processor()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     print(
         f"{model.name} from {what}; {args.num} images, batch/lanes {lanes}, {args.repeats} "
-        f"repeats; {cpu} ({platform.machine()}), jax {jax.__version__}, commit {commit}"
+        f"repeats; {cpu}, jax {jax.__version__}, commit {commit}"
     )
     print(
         f"coded size {len(stream):,} bytes = {8 * len(stream) / x.size:.4f} bits/dim; "

@@ -39,7 +39,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ import sys
 import tempfile
 import time
 
+import host
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -379,7 +379,7 @@ def main(argv=None) -> list[dict]:
     if train.shape[-1] != 1:
         raise SystemExit(f"expected grey images (H, W, 1), got {train.shape[1:]} from {args.data}")
     print(
-        f"# {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs "
+        f"# {host.processor()}, {len(os.sched_getaffinity(0))} CPUs "
         f"usable; jax {jax.__version__}; `{shlex.join([sys.executable, *sys.argv])}`",
         flush=True,
     )

@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 
+import host
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,7 +143,7 @@ def main(argv=None) -> list[dict]:
     if train.shape[-1] != 1:
         raise SystemExit(f"expected grey images (H, W, 1), got {train.shape[1:]} from {args.data}")
     print(
-        f"# {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs "
+        f"# {host.processor()}, {len(os.sched_getaffinity(0))} CPUs "
         f"usable; jax {jax.__version__}; `{shlex.join([sys.executable, *sys.argv])}`",
         flush=True,
     )

@@ -29,13 +29,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 
+import host
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,7 +155,7 @@ def main(argv=None) -> list[dict]:
     n = len(test_src) if args.test_windows <= 0 else min(args.test_windows, len(test_src))
     test = np.stack([test_src[i]["x"] for i in range(n)]).astype(np.int16)
     print(
-        f"# {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs "
+        f"# {host.processor()}, {len(os.sched_getaffinity(0))} CPUs "
         f"usable; jax {jax.__version__}; {len(train)} train and {n} test windows of "
         f"{args.length}; `{shlex.join([sys.executable, *sys.argv])}`",
         flush=True,

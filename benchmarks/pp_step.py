@@ -37,13 +37,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 
+import host
 import numpy as np
 
 __all__ = ["main"]
@@ -234,7 +234,7 @@ def main(argv=None) -> list[dict]:
                 f"--data {args.data} has images of {train.shape[1:]}, --image says {image}"
             )
     print(
-        f"# {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs "
+        f"# {host.processor()}, {len(os.sched_getaffinity(0))} CPUs "
         f"usable; `{shlex.join([sys.executable, *sys.argv])}`",
         flush=True,
     )

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from functools import partial
 
+import host
 import jax
 import jax.numpy as jnp
 
@@ -47,7 +47,7 @@ SMALL = {
 def hardware() -> str:
     d = jax.devices()[0]
     if d.platform == "cpu":
-        return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+        return f"CPU ({host.processor()}, {os.cpu_count()} cores)"
     return f"{d.device_kind} ({d.platform})"
 
 

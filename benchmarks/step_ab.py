@@ -30,12 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 
+import host
 import numpy as np
 
 __all__ = ["main"]
@@ -118,15 +118,6 @@ def _serve(compiled, first, run) -> None:
         print(time.perf_counter() - t0, flush=True)
 
 
-def _processor() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    except OSError:
-        names = []
-    return names[0] if names else platform.processor() or platform.machine()
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", action="append", default=[], help="NAME=PATH of a jaxar checkout")
@@ -175,7 +166,7 @@ def main(argv=None) -> None:
         w.stdin.close()
         w.wait()
     times = np.array(times)[:, args.warmup :]
-    print(f"# {_processor()}, {os.cpu_count()} cores visible")
+    print(f"# {host.processor()}, {os.cpu_count()} cores visible")
     print(f"# python {' '.join(shlex.quote(a) for a in sys.argv)}")
     for (name, _), r in zip(sides, ready, strict=True):
         print(f"# side {name}: jaxar imported from {r['jaxar']}")

@@ -53,6 +53,7 @@ import sys
 import time
 from typing import ClassVar
 
+import host
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,17 +105,6 @@ def peak_tflops(device_kind: str, dtype: str) -> float | None:
         if key.lower() in device_kind.lower():
             return bf16 if dtype == "bfloat16" else f32
     return None
-
-
-def _host_cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def _commit() -> str:
@@ -346,7 +336,7 @@ class Suite:
             f"### Benchmark suite{mode}: {d.device_kind} ({d.platform}), {when}",
             "",
             f"Device: {d.device_kind} ({d.platform}, {jax.device_count()} device(s), one used); "
-            f"jax {jax.__version__}; commit {_commit()}; host {_host_cpu()}, "
+            f"jax {jax.__version__}; commit {_commit()}; host {host.processor()}, "
             f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores in this process's "
             f"affinity; compilation cache: {cache or 'off'}; {self.steps} timed train steps, "
             f"{self.repeats} timed sampling calls (median and min); suite wall time "

@@ -28,11 +28,11 @@ import itertools
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import time
 
+import host
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -60,7 +60,7 @@ def hardware() -> str:
     d = jax.devices()[0]
     cpus = os.cpu_count()
     if d.platform == "cpu":
-        return f"CPU ({platform.processor() or platform.machine()}), {cpus} cores visible"
+        return f"CPU ({host.processor()}), {cpus} cores visible"
     return f"{d.device_kind} ({d.platform}, {jax.device_count()} device(s)), host {cpus} cores"
 
 
@@ -120,11 +120,11 @@ def bench(config, event_shape, dtype, args):
         # Host batches (numpy, as the data pipeline yields them) put on the device by
         # parallel.prefetch_to_device with --prefetch batches in flight (0: at each step).
         mesh = parallel.make_mesh(jax.devices()[:1])
-        host = [jax.tree.map(np.asarray, batch)] + [
+        host_batches = [jax.tree.map(np.asarray, batch)] + [
             {k: np.random.default_rng(i).permutation(np.asarray(v)) for k, v in batch.items()}
             for i in range(7)
         ]
-        feed = parallel.prefetch_to_device(itertools.cycle(host), args.prefetch, mesh)
+        feed = parallel.prefetch_to_device(itertools.cycle(host_batches), args.prefetch, mesh)
     else:
         feed = itertools.repeat(batch)
 

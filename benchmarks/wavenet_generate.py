@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import time
 
+import host
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -50,17 +50,6 @@ PAPER = dict(
     num_levels=256, residual_channels=64, gate_channels=128, skip_channels=64, kernel_size=3,
     num_cycles=3, layers_per_cycle=10,
 )  # fmt: skip
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _timed(fn, *args, repeats: int) -> tuple[float, float]:
@@ -131,7 +120,7 @@ def table(rows, length: int, repeats: int) -> str:
         f" {length} samples",
         "",
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; JAX "
-        f"{jax.__version__} on {dev.platform} ({dev.device_kind}); {_cpu_name()}, "
+        f"{jax.__version__} on {dev.platform} ({dev.device_kind}); {host.processor()}, "
         f"{len(os.sched_getaffinity(0))} of its {os.cpu_count()} CPUs in this process's affinity. "
         f"Samples/s = batch x steps / wall time, best and median "
         f"of {repeats} runs after a warm-up; compile time separate.",
@@ -214,11 +203,10 @@ def compare(peer: str, python: str, length: int, batches, rounds: int) -> str:
         )
     return (
         f"Same run, alternating, {rounds} rounds of {length} samples per stream; "
-        f"{_cpu_name()}, {len(os.sched_getaffinity(0))} CPU(s) in this process's affinity, JAX "
-        f"{jax.__version__}. jaxar: `{shlex.join([sys.executable, *sys.argv])}`; peer, per "
-        f"round and batch: `{peer_cmd}` (PEER_DRIVER in benchmarks/wavenet_generate.py).\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"{host.processor()}, {len(os.sched_getaffinity(0))} CPU(s) in this process's "
+        f"affinity, JAX {jax.__version__}. jaxar: `{shlex.join([sys.executable, *sys.argv])}`; "
+        f"peer, per round and batch: `{peer_cmd}` (PEER_DRIVER in "
+        f"benchmarks/wavenet_generate.py).\n\n" + "\n".join(lines) + "\n"
     )
 
 

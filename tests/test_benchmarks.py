@@ -280,3 +280,20 @@ def test_pp_step_times_a_jaxar_side_and_refuses_mismatched_peers(tmp_path, capfd
     ]:
         with pytest.raises(SystemExit, match=re.escape(message)):
             pp_step.main(bad)
+
+
+def test_processor_names_family_model_and_avx512(tmp_path):
+    # Benchmark headers tell apart two processors of one model name (BENCHMARKS.md: the same
+    # "AMD EPYC" name on machines whose XLA kernel gradients ran 3x apart).
+    import host
+
+    block = "processor\t: {}\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\n"
+    block += "flags\t\t: {}\n"
+    info = tmp_path / "cpuinfo"
+    info.write_text(block.format(0, "fpu avx2 avx512f") + "\n" + block.format(1, "fpu"))
+    assert host.processor(str(info)) == "AMD EPYC (family 25, model 17, AVX-512)"
+    info.write_text(block.format(0, "fpu avx2 avx512fp16x") + "\n")
+    assert host.processor(str(info)) == "AMD EPYC (family 25, model 17, no AVX-512)"
+    info.write_text("processor\t: 0\nmodel name\t: Neoverse\n")  # no family: the name alone
+    assert host.processor(str(info)) == "Neoverse"
+    assert host.processor(str(tmp_path / "missing"))  # no file: platform's answer, not empty
