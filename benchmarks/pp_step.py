@@ -92,7 +92,7 @@ def _worker(data_dir: str) -> None:
         return -jax.numpy.mean(model.log_prob(p, x, train=True, rng=rng)) / model.num_dims
 
     res = _time_steps(loss_fn, model.init(jax.random.key(0)), data_dir, s)
-    print(json.dumps(dict(res, jaxar=os.path.dirname(jaxar.__file__))))
+    print(json.dumps(dict(res, source=os.path.dirname(jaxar.__file__))))
 
 
 def _flax_worker(data_dir: str, example: str) -> None:
@@ -121,7 +121,7 @@ def _flax_worker(data_dir: str, example: str) -> None:
     keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
     params = net.init(keys, jnp.asarray(first, jnp.float32) / 127.5 - 1.0, train=False)["params"]
     res = _time_steps(loss_fn, params, data_dir, s)
-    print(json.dumps(dict(res, jaxar=os.path.abspath(pixelcnn.__file__))))
+    print(json.dumps(dict(res, source=os.path.abspath(pixelcnn.__file__))))
 
 
 def _run(cmd: list[str], env: dict, name: str) -> dict:
@@ -135,8 +135,8 @@ def _time_side(name: str, path: str, data_dir: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
     res = _run([sys.executable, os.path.abspath(__file__), "--worker", data_dir], env, name)
     want = os.path.realpath(os.path.join(path, "jaxar"))
-    if os.path.realpath(res["jaxar"]) != want:
-        raise SystemExit(f"side {name}: expected jaxar from {want}, imported {res['jaxar']}")
+    if os.path.realpath(res["source"]) != want:
+        raise SystemExit(f"side {name}: expected jaxar from {want}, imported {res['source']}")
     return res
 
 
