@@ -21,7 +21,7 @@ applies are NOT entered: one ``fusion`` is one kernel however many operations it
 ``while`` body by its ``known_trip_count`` when XLA states one (else counts them once), so
 it is the number of kernels one sampling step runs. ``by_opcode`` splits ``kernels`` by
 opcode (``fusion``, ``dot``, ``custom-call``, ``copy``, ``concatenate``, ...). A compiled
-Pallas kernel is one ``custom-call`` on a GPU/TPU (not yet measured there); in interpret mode
+Pallas kernel is one ``custom-call`` on a GPU (Triton; not yet measured there); in interpret mode
 (CPU) it is lowered to ordinary HLO (its layer loop a ``while``) and counted as such.
 """
 
@@ -33,7 +33,6 @@ import itertools
 import json
 import re
 from collections import Counter
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -133,8 +132,8 @@ def sampling_step(model, params, batch: int, method: str = "cached", cond=None):
     body (which writes a step's drawn values at the start of the next step; this step writes
     them at its end: the same one update).
 
-    ``method`` is "cached", or any method the model lists whose step it builds with
-    ``model.sampling_step_fn(params, cond, method)`` (WaveNet's "pallas").
+    ``method`` is "cached", or any other sequential method the model lists (WaveNet's
+    "pallas"): the state and step of ``model.cached_sampler(params, batch, cond, method)``.
     """
     if method == "naive" or method not in model.sample_methods:
         raise ValueError(
@@ -142,11 +141,7 @@ def sampling_step(model, params, batch: int, method: str = "cached", cond=None):
             f"other than 'naive', got {method!r}"
         )
     cond = model.dummy_cond(batch) if cond is None else cond
-    state = model.init_cache(params, batch, cond)
-    if hasattr(model, "sampling_step_fn"):
-        step_fn = model.sampling_step_fn(params, cond, method)
-    else:
-        step_fn = partial(model._cached_step_fn, params, cond)
+    state, step_fn = model.cached_sampler(params, batch, cond, method)
     dist = model.distribution
     g = dist.dims_per_step
 

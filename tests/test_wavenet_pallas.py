@@ -2,6 +2,7 @@
 on CPU), against the per-layer blocks and the naive sampler."""
 
 import os
+import re
 import sys
 
 import jax
@@ -82,10 +83,62 @@ def test_pallas_method_draws_the_cached_samples(model_params):
         model.with_decoder("cuda")
     net = model.net
     w, head = nnw.stack_blocks(params, len(net.dilations)), {}
-    lines = jnp.zeros((sum(net.dilations), 2, 8))
+    lines = wavenet_pallas.init_lines(sum(net.dilations), 2, net.kernel_size, 4)
     rows = nnw.line_rows(jnp.int32(0), net.dilations)
     with pytest.raises(ValueError, match=r"expected h \(B, 4\) .* got h \(2, 5\)"):
         wavenet_pallas.decode_step(jnp.zeros((2, 5)), lines, rows, w, head)
+    with pytest.raises(ValueError, match=r"lines \(rows, 2, padded\(B\), 16\), .* \(7, 2, 8\)"):
+        wavenet_pallas.decode_step(jnp.zeros((2, 4)), jnp.zeros((7, 2, 8)), rows, w, head)
+    with pytest.raises(ValueError, match="runs on cpu, gpu, cuda, rocm .* not on 'tpu'; sample"):
+        wavenet_pallas.decode_step(jnp.zeros((2, 4)), lines, rows, w, head, backend="tpu")
+
+
+def test_pallas_samples_past_the_padded_batch(model_params):
+    """17 streams run in a kernel batch of 32: the padding rows change no stream."""
+    model, params = model_params
+    assert [wavenet_pallas.padded(n) for n in (1, 16, 17, 64, 100)] == [16, 16, 32, 64, 128]
+    labels = jnp.arange(17, dtype=jnp.int32) % 3
+    ref = model.sample(params, jax.random.key(8), 17, labels)
+    got = model.sample(params, jax.random.key(8), 17, labels, "pallas")
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize(
+    "hp, batch",
+    [
+        (dict(residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64,
+              num_cycles=3, layers_per_cycle=10, length=64), 1),
+        (dict(residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64,
+              num_cycles=3, layers_per_cycle=10, length=64), 16),
+        ({**HP, "kernel_size": 4}, 3),
+    ],
+    ids=["paper-b1", "paper-b16", "tiny-k4-cond-b3"],
+)  # fmt: skip
+def test_pallas_step_lowers_to_one_triton_kernel_for_a_gpu(hp, batch):
+    """The kernel passes Pallas' Triton lowering for ``cuda`` on this CPU-only machine (power-
+    of-2 blocks, no value slices): one Triton custom call and no other. Triton's own compile
+    and the run need a GPU."""
+    model = jaxar.create("wavenet", **hp)
+    net, params = model.net, jax.eval_shape(model.init, jax.random.key(0))
+    dil = net.dilations
+    cond = None
+    if model.num_classes:
+        cond = jax.ShapeDtypeStruct((batch, len(dil) * net.gate_channels), jnp.float32)
+
+    def step(params, h, lines, t, cond):
+        w = nnw.stack_blocks(params, len(dil))
+        head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
+        rows = nnw.line_rows(t, dil)
+        return wavenet_pallas.decode_step(h, lines, rows, w, head, cond, backend="gpu")
+
+    h = jax.ShapeDtypeStruct((batch, net.residual_channels), jnp.float32)
+    lines = jax.eval_shape(
+        lambda: wavenet_pallas.init_lines(sum(dil), batch, net.kernel_size, net.residual_channels)
+    )
+    t = jax.ShapeDtypeStruct((), jnp.int32)
+    lowered = jax.jit(step).trace(params, h, lines, t, cond).lower(lowering_platforms=("cuda",))
+    calls = re.findall(r"custom_call @([\w$.]+)", lowered.as_text())
+    assert calls == ["__gpu$xla.gpu.triton"], calls
 
 
 def test_cached_step_has_few_kernels_per_layer():

@@ -314,8 +314,7 @@ class AutoregressiveModel:
                 step_fn = sampling.naive_step_fn(forward, self.distribution, self.event_shape)
                 state = ()
             else:
-                state = self.init_cache(params, num, cond)
-                step_fn = partial(self._cached_step_fn, params, cond)
+                state, step_fn = self.cached_sampler(params, num, cond, method)
             x, logp = sampling.scan_sample(
                 step_fn,
                 state,
@@ -333,6 +332,15 @@ class AutoregressiveModel:
 
     def _cached_step_fn(self, params, cond, cache, x_flat, step):
         return self.cached_step(params, cache, x_flat, step, cond)
+
+    def cached_sampler(self, params: Params, batch: int, cond=None, method: str = "cached"):
+        """``(state, step_fn)`` of the sequential sampler ``method`` (one of
+        :attr:`sample_methods` other than "naive"): the initial decode state for ``batch``
+        streams and ``step_fn(state, x_flat, step) -> (params of step's distribution,
+        state)``, what one iteration of the sampler's scan runs (a model with several decode
+        steps picks by ``method``)."""
+        del method  # one decode step unless a model overrides this
+        return self.init_cache(params, batch, cond), partial(self._cached_step_fn, params, cond)
 
     #: The parallel samplers every model has on top of its :attr:`sample_methods`.
     parallel_sample_methods: tuple[str, ...] = ("fixed_point",)

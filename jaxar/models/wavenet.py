@@ -39,7 +39,6 @@ draw inverts the CDF with one uniform per example (:class:`InverseCdfCategorical
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from typing import Any
 
@@ -257,8 +256,8 @@ class WaveNet(AutoregressiveModel):
     """WaveNet over mu-law audio with exact likelihood, cached (fast) and naive samplers.
 
     ``method="pallas"`` samples with the cached sampler whose decode step is one Pallas kernel
-    (:func:`jaxar.nn.wavenet_pallas.decode_step`; interpret mode on CPU): the same samples as
-    ``"cached"`` from the same key.
+    (:func:`jaxar.nn.wavenet_pallas.decode_step`: Triton on a GPU, interpret mode on CPU): on
+    CPU the same samples as ``"cached"`` from the same key.
     """
 
     sample_methods = ("cached", "naive", "pallas")
@@ -275,19 +274,11 @@ class WaveNet(AutoregressiveModel):
         model.decoder = decoder
         return model
 
-    def _sample(self, params, rng, cond, *args, method, **kwargs):
-        if method == "pallas":
-            model = self.with_decoder("pallas")
-            return AutoregressiveModel._sample(
-                model, params, rng, cond, *args, method="cached", **kwargs
-            )
-        return super()._sample(params, rng, cond, *args, method=method, **kwargs)
-
-    def sampling_step_fn(self, params, cond, method: str = "cached"):
-        """The sampler's step function ``(cache, x_flat, step) -> (logits, cache)`` of a cached
-        ``method`` ("cached" or "pallas")."""
+    def cached_sampler(self, params, batch, cond=None, method: str = "cached"):
+        """The cached sampler on the XLA decode step ("cached") or the Pallas one ("pallas"),
+        each with its own buffer layout."""
         model = self.with_decoder("pallas" if method == "pallas" else "xla")
-        return functools.partial(model._cached_step_fn, params, cond)
+        return AutoregressiveModel.cached_sampler(model, params, batch, cond, method)
 
     @property
     def local_features(self) -> int:
@@ -417,6 +408,12 @@ class WaveNet(AutoregressiveModel):
         zero = jnp.zeros((), jnp.int32)
         if cond is None:
             cond = self.dummy_cond(batch)
+        if self.decoder == "pallas":  # the kernel's own (padded, per-tap) buffer layout
+            net = self.net
+            lines = wavenet_pallas.init_lines(
+                sum(net.dilations), batch, net.kernel_size, net.residual_channels, net.dtype
+            )
+            return {"lines": lines}
         return self.zero_cache(params, WaveNetNet.step, prev, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):

@@ -4,18 +4,26 @@ The XLA decode step (:func:`jaxar.nn.wavenet.decode_layers`) still runs about fo
 layer, each a separate launch on a GPU; at batch 1 the launches, not the arithmetic, bound the
 step. Like NVIDIA's nv-wavenet (a persistent kernel that keeps a whole WaveNet step on chip),
 :func:`decode_step` is one ``pallas_call`` that walks the layers in a loop inside the kernel:
-per layer it reads the layer's past taps from the shared tap-line buffer (the same layout as
-:func:`~jaxar.nn.wavenet.decode_layers`: row ``rows[l]`` of ``lines``), runs the dilated
-conv (past taps and current input), the gate, the residual/skip matmul and the residual add,
-and writes the layer's new taps back into the buffer in place (``input_output_aliases``);
-after the last layer it runs the head (ReLU -> 1x1 -> ReLU -> 1x1) and writes the logits.
+per layer it reads the layer's past taps from the shared tap-line buffer (row ``rows[l]``, the
+rows of :func:`~jaxar.nn.wavenet.line_rows`), runs the dilated conv (past taps and current
+input), the gate, the residual and skip matmuls and the residual add, and writes the layer's
+new taps back into the buffer in place (``input_output_aliases``); after the last layer it
+runs the head (ReLU -> 1x1 -> ReLU -> 1x1) and writes the logits.
 
-The kernel computes the same sums in the same order as the XLA step, so it draws the same
-samples from the same key (checked in Pallas' interpret mode on CPU, ``tests/
-test_wavenet_pallas.py``). ``interpret`` defaults to True on CPU (where Pallas has no
-compiler) and False elsewhere. On a GPU the kernel is one program over whole arrays (no grid):
-it is meant for the small batches where launches dominate, and it has been run in interpret
-mode only (no accelerator was available): the compiled GPU/TPU paths are unmeasured.
+**Written for the Triton backend of Pallas** (GPU), whose constraints shape the code: every
+array the kernel loads or multiplies has power-of-2 sizes, every matrix product is at least
+16 x 16 x 16, and no value is sliced or concatenated in the kernel. So :func:`pack` splits the
+weights by gate half and by tap and zero-pads every width to :func:`padded` (a power of 2, at
+least 16), and the buffer keeps one ``(B', C')`` block per tap: shape ``(sum d_l, k - 1, B',
+C')`` (:func:`init_lines`), ``B'`` the padded batch. Zero padding changes no real output: a
+padded residual or skip channel stays 0 (its weights are 0), a padded gate unit is
+``tanh(0) * sigmoid(.) = 0``, and padded batch rows and logits are cut off. The same code runs
+in Pallas' interpret mode on the CPU backend (where Pallas has no compiler) and there draws
+the samples of the XLA step from the same key (``tests/test_wavenet_pallas.py``; the sums
+differ from the XLA step's only in rounding order, a past tap at a time). The kernel lowers
+to Triton for ``cuda`` from a CPU-only machine (a test checks it); it has never been
+compiled by a GPU's Triton nor timed there, because no accelerator was available. On a TPU
+(Mosaic) it is refused in one line: the buffer would have to stay in HBM and move by DMA.
 """
 
 from __future__ import annotations
@@ -24,8 +32,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
-__all__ = ["decode_step", "default_interpret"]
+__all__ = ["decode_step", "default_interpret", "init_lines", "pack", "padded"]
+
+#: The backends the kernel runs on: interpreted on CPU, compiled by Triton on GPUs.
+BACKENDS = ("cpu", "gpu", "cuda", "rocm")
 
 
 def default_interpret() -> bool:
@@ -33,76 +45,143 @@ def default_interpret() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def _kernel(h_ref, lines_ref, rows_ref, wp_ref, wl_ref, cb_ref, c_ref, ok_ref, ob_ref,
-            hk_ref, hb_ref, lk_ref, lb_ref, logits_ref, lines_out_ref):  # fmt: skip
+def padded(n: int) -> int:
+    """The kernel's size for a width or batch of ``n``: the next power of 2, at least 16
+    (Triton's smallest matrix product is 16 x 16 x 16)."""
+    return max(16, 1 << (int(n) - 1).bit_length())
+
+
+def init_lines(rows: int, batch: int, kernel_size: int, channels: int, dtype=jnp.float32):
+    """The kernel's empty tap-line buffer: ``(rows, k - 1, padded(batch), padded(C))`` zeros
+    (``rows`` = the sum of the dilations)."""
+    return jnp.zeros((rows, kernel_size - 1, padded(batch), padded(channels)), dtype)
+
+
+def _pad(x, shape):
+    return jnp.pad(x, [(0, n - m) for m, n in zip(x.shape, shape, strict=True)])
+
+
+def pack(w: dict, head: dict) -> dict:
+    """The stacked blocks ``w`` (:func:`jaxar.nn.wavenet.stack_blocks`) and the head's Dense
+    parameters, split by gate half and by tap, zero-padded to :func:`padded` widths, in the
+    blocks' dtype."""
+    num_layers, k, c, g = w["conv_kernel"].shape
+    dtype = w["conv_kernel"].dtype
+    half, skip = g // 2, w["out_kernel"].shape[-1] - c
+    cp, hp, sp = padded(c), padded(half), padded(skip)
+    hidden, levels = head["logits"]["kernel"].shape
+    mp, np_ = padded(hidden), padded(levels)
+    kern, bias = w["conv_kernel"], w["conv_bias"][:, None, :]
+    out, ob = w["out_kernel"], w["out_bias"][:, None, :]
+    L = num_layers
+    return {
+        "past_a": _pad(kern[:, : k - 1, :, :half], (L, k - 1, cp, hp)),
+        "past_b": _pad(kern[:, : k - 1, :, half:], (L, k - 1, cp, hp)),
+        "cur_a": _pad(kern[:, k - 1, :, :half], (L, cp, hp)),
+        "cur_b": _pad(kern[:, k - 1, :, half:], (L, cp, hp)),
+        "bias_a": _pad(bias[..., :half], (L, 1, hp)),
+        "bias_b": _pad(bias[..., half:], (L, 1, hp)),
+        "res": _pad(out[..., :c], (L, hp, cp)),
+        "res_bias": _pad(ob[..., :c], (L, 1, cp)),
+        "skip": _pad(out[..., c:], (L, hp, sp)),
+        "skip_bias": _pad(ob[..., c:], (L, 1, sp)),
+        "hidden": _pad(head["hidden"]["kernel"].astype(dtype), (sp, mp)),
+        "hidden_bias": _pad(head["hidden"]["bias"].astype(dtype)[None], (1, mp)),
+        "logits": _pad(head["logits"]["kernel"].astype(dtype), (mp, np_)),
+        "logits_bias": _pad(head["logits"]["bias"].astype(dtype)[None], (1, np_)),
+    }
+
+
+def _kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_ref, rb_ref,
+            s_ref, sb_ref, hk_ref, hb_ref, lk_ref, lb_ref, lines_ref, logits_ref,
+            lines_out_ref):  # fmt: skip
     del lines_ref  # aliased with lines_out_ref: read and written through that one
-    num_layers = wp_ref.shape[0]
-    c = h_ref.shape[-1]
-    half = wl_ref.shape[-1] // 2
+    num_layers, taps = pa_ref.shape[:2]
+
+    def dot(x, y):
+        return jnp.dot(x, y, preferred_element_type=x.dtype)
 
     def layer(i, carry):
         h, skip = carry
         row = rows_ref[i]
-        past = lines_out_ref[pl.ds(row, 1)][0]  # (B, (k-1) C): x_{t-(k-1)d} .. x_{t-d}
-        pre = jnp.dot(past, wp_ref[i], preferred_element_type=h.dtype) + cb_ref[i] + c_ref[i]
-        gate = jnp.dot(h, wl_ref[i], preferred_element_type=h.dtype) + pre
-        z = jnp.tanh(gate[:, :half]) * jax.nn.sigmoid(gate[:, half:])
-        out = jnp.dot(z, ok_ref[i], preferred_element_type=h.dtype) + ob_ref[i]
-        lines_out_ref[pl.ds(row, 1)] = jnp.concatenate([past[:, c:], h], axis=-1)[None]
-        return h + out[:, :c], skip + out[:, c:]
+        past = [lines_out_ref[row, j] for j in range(taps)]  # x_{t-(k-1)d} .. x_{t-d}
+        a, b = dot(past[0], pa_ref[i, 0]), dot(past[0], pb_ref[i, 0])
+        for j in range(1, taps):
+            a, b = a + dot(past[j], pa_ref[i, j]), b + dot(past[j], pb_ref[i, j])
+        a = dot(h, ca_ref[i]) + (a + ga_ref[i])  # ga/gb: the conv bias plus conditioning
+        b = dot(h, cb_ref[i]) + (b + gb_ref[i])
+        z = jnp.tanh(a) * jax.nn.sigmoid(b)
+        for j in range(taps - 1):
+            lines_out_ref[row, j] = past[j + 1]
+        lines_out_ref[row, taps - 1] = h
+        return h + (dot(z, r_ref[i]) + rb_ref[i]), skip + (dot(z, s_ref[i]) + sb_ref[i])
 
     h0 = h_ref[...]
-    skip0 = jnp.zeros((h0.shape[0], ok_ref.shape[-1] - c), h0.dtype)
+    skip0 = jnp.zeros((h0.shape[0], s_ref.shape[-1]), h0.dtype)
     _, skip = lax.fori_loop(0, num_layers, layer, (h0, skip0))
-    hidden = jnp.dot(jax.nn.relu(skip), hk_ref[...], preferred_element_type=skip.dtype)
-    hidden = jax.nn.relu(hidden + hb_ref[...])
-    logits = jnp.dot(hidden, lk_ref[...], preferred_element_type=hidden.dtype) + lb_ref[...]
-    logits_ref[...] = logits.astype(logits_ref.dtype)
+    hidden = jnp.maximum(dot(jnp.maximum(skip, 0.0), hk_ref[...]) + hb_ref[...], 0.0)
+    logits_ref[...] = (dot(hidden, lk_ref[...]) + lb_ref[...]).astype(logits_ref.dtype)
 
 
-def decode_step(h, lines, rows, w: dict, head: dict, cond=None, *, interpret: bool | None = None):
+def decode_step(h, lines, rows, w: dict, head: dict, cond=None, *, backend: str | None = None):
     """One decode step of a whole WaveNet in one kernel: ``(logits (B, N), new lines)``.
 
-    ``h`` ``(B, C)``: the embedded previous sample; ``lines``, ``rows``, ``w`` (the stacked
-    blocks) and ``cond`` ``(B, L G)`` or None as for :func:`~jaxar.nn.wavenet.decode_layers`;
-    ``head``: ``{"hidden": {"kernel", "bias"}, "logits": {"kernel", "bias"}}`` (the
-    ``head_hidden`` and ``head_logits`` Dense parameters). ``lines`` is updated in place
-    where the caller donates it (inside the sampler's scan it is).
+    ``h`` ``(B, C)``: the embedded previous sample; ``lines``: the kernel's buffer
+    (:func:`init_lines`); ``rows``, ``w`` (the stacked blocks) and ``cond`` ``(B, L G)`` or
+    None as for :func:`~jaxar.nn.wavenet.decode_layers`; ``head``: ``{"hidden": {"kernel",
+    "bias"}, "logits": {"kernel", "bias"}}`` (the ``head_hidden`` and ``head_logits`` Dense
+    parameters). ``backend``: "cpu" for interpret mode, a GPU's name for Triton, or None (the
+    default) for the platform the program is lowered for (``lax.platform_dependent``: a
+    program lowered ahead of time for a GPU gets the Triton kernel). ``lines`` is updated in
+    place where the caller donates it (inside the sampler's scan it is).
     """
+    if (jax.default_backend() if backend is None else backend) not in BACKENDS:
+        raise ValueError(
+            f"the Pallas WaveNet step runs on {', '.join(BACKENDS)} (Triton on a GPU), "
+            f"not on {backend or jax.default_backend()!r}; sample with method='cached'"
+        )
     num_layers, k, c, g = w["conv_kernel"].shape
     dtype = w["conv_kernel"].dtype
     batch = h.shape[0]
-    if h.shape != (batch, c) or lines.shape[1:] != (batch, (k - 1) * c):
+    bp, cp = padded(batch), padded(c)
+    if h.shape != (batch, c) or lines.shape[1:] != (k - 1, bp, cp):
         raise ValueError(
-            f"expected h (B, {c}) and lines (rows, B, {(k - 1) * c}), "
+            f"expected h (B, {c}) and lines (rows, {k - 1}, padded(B), {cp}), "
             f"got h {tuple(h.shape)} and lines {tuple(lines.shape)}"
         )
-    if cond is None:
-        cond = jnp.zeros((num_layers, 1, g), dtype)
-    else:
+    p = pack(w, head)
+    hp = p["cur_a"].shape[-1]
+    gate_a, gate_b = p["bias_a"], p["bias_b"]
+    if cond is not None:  # (B, L G) -> per layer and gate half, (L, B', G/2')
         cond = jnp.moveaxis(cond.astype(dtype).reshape(batch, num_layers, g), 1, 0)
+        gate_a = gate_a + _pad(cond[..., : g // 2], (num_layers, bp, hp))
+        gate_b = gate_b + _pad(cond[..., g // 2 :], (num_layers, bp, hp))
     args = (
-        h.astype(dtype),
-        lines,
+        _pad(h.astype(dtype), (bp, cp)),
         rows.astype(jnp.int32),
-        w["conv_kernel"][:, : k - 1].reshape(num_layers, (k - 1) * c, g),
-        w["conv_kernel"][:, k - 1],
-        w["conv_bias"][:, None, :],
-        cond,
-        w["out_kernel"],
-        w["out_bias"][:, None, :],
-        head["hidden"]["kernel"].astype(dtype),
-        head["hidden"]["bias"].astype(dtype)[None, :],
-        head["logits"]["kernel"].astype(dtype),
-        head["logits"]["bias"].astype(dtype)[None, :],
-    )
-    num_levels = head["logits"]["kernel"].shape[-1]
-    return pl.pallas_call(
-        _kernel,
-        out_shape=(
-            jax.ShapeDtypeStruct((batch, num_levels), dtype),
-            jax.ShapeDtypeStruct(lines.shape, lines.dtype),
-        ),
-        input_output_aliases={1: 1},
-        interpret=default_interpret() if interpret is None else interpret,
-    )(*args)
+        p["past_a"], p["past_b"], p["cur_a"], p["cur_b"], gate_a, gate_b,
+        p["res"], p["res_bias"], p["skip"], p["skip_bias"],
+        p["hidden"], p["hidden_bias"], p["logits"], p["logits_bias"],
+        lines,
+    )  # fmt: skip
+    levels = head["logits"]["kernel"].shape[-1]
+
+    def call(interpret):
+        return pl.pallas_call(
+            _kernel,
+            out_shape=(
+                jax.ShapeDtypeStruct((bp, p["logits"].shape[-1]), dtype),
+                jax.ShapeDtypeStruct(lines.shape, lines.dtype),
+            ),
+            input_output_aliases={len(args) - 1: 1},
+            interpret=interpret,
+            compiler_params=None if interpret else pltriton.CompilerParams(num_warps=4),
+            name="wavenet_decode_step",
+        )
+
+    if backend is None:  # chosen when lowering, by the platform lowered for (AOT too)
+        triton = call(False)
+        logits, lines = lax.platform_dependent(*args, cpu=call(True), cuda=triton, rocm=triton)
+    else:
+        logits, lines = call(backend == "cpu")(*args)
+    return logits[:batch, :levels], lines
