@@ -79,18 +79,17 @@ def test_pallas_method_draws_the_cached_samples(model_params):
     np.testing.assert_array_equal(got, ref)
     np.testing.assert_allclose(lp, ref_lp, rtol=1e-5)
     np.testing.assert_allclose(model.log_prob(params, got, labels), lp, rtol=1e-5)
-    with pytest.raises(ValueError, match="decoder must be 'xla' or 'pallas', got 'cuda'"):
-        model.with_decoder("cuda")
     net = model.net
-    w, head = nnw.stack_blocks(params, len(net.dilations)), {}
+    head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
+    w = wavenet_pallas.pack(nnw.stack_blocks(params, len(net.dilations)), head)
     lines = wavenet_pallas.init_lines(sum(net.dilations), 2, net.kernel_size, 4)
     rows = nnw.line_rows(jnp.int32(0), net.dilations)
     with pytest.raises(ValueError, match=r"expected h \(B, 4\) .* got h \(2, 5\)"):
-        wavenet_pallas.decode_step(jnp.zeros((2, 5)), lines, rows, w, head)
+        wavenet_pallas.decode_step(jnp.zeros((2, 5)), lines, rows, w)
     with pytest.raises(ValueError, match=r"lines \(rows, 2, padded\(B\), 16\), .* \(7, 2, 8\)"):
-        wavenet_pallas.decode_step(jnp.zeros((2, 4)), jnp.zeros((7, 2, 8)), rows, w, head)
+        wavenet_pallas.decode_step(jnp.zeros((2, 4)), jnp.zeros((7, 2, 8)), rows, w)
     with pytest.raises(ValueError, match="runs on cpu, gpu, cuda, rocm .* not on 'tpu'; sample"):
-        wavenet_pallas.decode_step(jnp.zeros((2, 4)), lines, rows, w, head, backend="tpu")
+        wavenet_pallas.decode_step(jnp.zeros((2, 4)), lines, rows, w, backend="tpu")
 
 
 def test_pallas_samples_past_the_padded_batch(model_params):
@@ -126,10 +125,10 @@ def test_pallas_step_lowers_to_one_triton_kernel_for_a_gpu(hp, batch):
         cond = jax.ShapeDtypeStruct((batch, len(dil) * net.gate_channels), jnp.float32)
 
     def step(params, h, lines, t, cond):
-        w = nnw.stack_blocks(params, len(dil))
         head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
+        packed = wavenet_pallas.pack(nnw.stack_blocks(params, len(dil)), head)
         rows = nnw.line_rows(t, dil)
-        return wavenet_pallas.decode_step(h, lines, rows, w, head, cond, backend="gpu")
+        return wavenet_pallas.decode_step(h, lines, rows, packed, cond, backend="gpu")
 
     h = jax.ShapeDtypeStruct((batch, net.residual_channels), jnp.float32)
     lines = jax.eval_shape(

@@ -38,7 +38,6 @@ draw inverts the CDF with one uniform per example (:class:`InverseCdfCategorical
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -262,23 +261,28 @@ class WaveNet(AutoregressiveModel):
 
     sample_methods = ("cached", "naive", "pallas")
     default_sample_method = "cached"
-    #: The cached step's implementation: "xla" (:func:`jaxar.nn.wavenet.decode_layers`) or
-    #: "pallas"; ``method="pallas"`` samples with a copy of the model that has "pallas".
-    decoder = "xla"
-
-    def with_decoder(self, decoder: str) -> WaveNet:
-        """A copy of this model whose cached step runs on ``decoder`` ("xla" or "pallas")."""
-        if decoder not in ("xla", "pallas"):
-            raise ValueError(f"{self.name}: decoder must be 'xla' or 'pallas', got {decoder!r}")
-        model = copy.copy(self)
-        model.decoder = decoder
-        return model
 
     def cached_sampler(self, params, batch, cond=None, method: str = "cached"):
-        """The cached sampler on the XLA decode step ("cached") or the Pallas one ("pallas"),
-        each with its own buffer layout."""
-        model = self.with_decoder("pallas" if method == "pallas" else "xla")
-        return AutoregressiveModel.cached_sampler(model, params, batch, cond, method)
+        """The cached sampler on the XLA decode step ("cached", :meth:`cached_step`) or on the
+        one-kernel Pallas step ("pallas"), whose weights are packed once here and whose tap
+        lines have the kernel's own layout (:func:`jaxar.nn.wavenet_pallas.init_lines`)."""
+        if method != "pallas":
+            return super().cached_sampler(params, batch, cond, method)
+        net = self.net
+        head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
+        packed = wavenet_pallas.pack(stack_blocks(params, len(net.dilations), net.dtype), head)
+        lines = wavenet_pallas.init_lines(
+            sum(net.dilations), batch, net.kernel_size, net.residual_channels, net.dtype
+        )
+
+        def step_fn(cache, x_flat, step):
+            prev = self._previous(x_flat, step)
+            h, c = net.apply({"params": params}, prev, step, cond, method=WaveNetNet.step_inputs)
+            rows = line_rows(step, net.dilations)
+            logits, lines = wavenet_pallas.decode_step(h, cache["lines"], rows, packed, c)
+            return logits, {"lines": lines}
+
+        return {"lines": lines}, step_fn
 
     @property
     def local_features(self) -> int:
@@ -408,28 +412,17 @@ class WaveNet(AutoregressiveModel):
         zero = jnp.zeros((), jnp.int32)
         if cond is None:
             cond = self.dummy_cond(batch)
-        if self.decoder == "pallas":  # the kernel's own (padded, per-tap) buffer layout
-            net = self.net
-            lines = wavenet_pallas.init_lines(
-                sum(net.dilations), batch, net.kernel_size, net.residual_channels, net.dtype
-            )
-            return {"lines": lines}
         return self.zero_cache(params, WaveNetNet.step, prev, zero, cond)
 
-    def cached_step(self, params, cache, x_flat, step, cond=None):
+    def _previous(self, x_flat, step):
+        """The step's input ``(B,)``: ``x_{step-1}``, or the start token at step 0."""
         prev = lax.dynamic_index_in_dim(x_flat, jnp.maximum(step - 1, 0), axis=1, keepdims=False)
-        prev = jnp.where(step > 0, prev, self.num_levels).astype(jnp.int32)
-        if self.decoder == "pallas":
-            net = self.net
-            h, c = net.apply({"params": params}, prev, step, cond, method=WaveNetNet.step_inputs)
-            head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
-            w = stack_blocks(params, len(net.dilations), net.dtype)
-            rows = line_rows(step, net.dilations)
-            logits, lines = wavenet_pallas.decode_step(h, cache["lines"], rows, w, head, c)
-            return logits, {"lines": lines}
+        return jnp.where(step > 0, prev, self.num_levels).astype(jnp.int32)
+
+    def cached_step(self, params, cache, x_flat, step, cond=None):
         logits, variables = self.net.apply(
             {"params": params, "cache": cache},
-            prev,
+            self._previous(x_flat, step),
             step,
             cond,
             method=WaveNetNet.step,

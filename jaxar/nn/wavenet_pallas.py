@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-__all__ = ["decode_step", "default_interpret", "init_lines", "pack", "padded"]
+__all__ = ["Packed", "decode_step", "default_interpret", "init_lines", "pack", "padded"]
 
 #: The backends the kernel runs on: interpreted on CPU, compiled by Triton on GPUs.
 BACKENDS = ("cpu", "gpu", "cuda", "rocm")
@@ -61,10 +62,21 @@ def _pad(x, shape):
     return jnp.pad(x, [(0, n - m) for m, n in zip(x.shape, shape, strict=True)])
 
 
-def pack(w: dict, head: dict) -> dict:
+@struct.dataclass
+class Packed:
+    """The kernel's weights (:func:`pack`): ``weights``, arrays split by gate half and by tap
+    and zero-padded; the unpadded sizes it needs to read its inputs and cut its outputs."""
+
+    weights: dict
+    channels: int = struct.field(pytree_node=False)
+    gate_channels: int = struct.field(pytree_node=False)
+    num_levels: int = struct.field(pytree_node=False)
+
+
+def pack(w: dict, head: dict) -> Packed:
     """The stacked blocks ``w`` (:func:`jaxar.nn.wavenet.stack_blocks`) and the head's Dense
-    parameters, split by gate half and by tap, zero-padded to :func:`padded` widths, in the
-    blocks' dtype."""
+    parameters (``{"hidden": {"kernel", "bias"}, "logits": {"kernel", "bias"}}``) as the
+    kernel takes them, in the blocks' dtype. Done once per sampling call, outside the scan."""
     num_layers, k, c, g = w["conv_kernel"].shape
     dtype = w["conv_kernel"].dtype
     half, skip = g // 2, w["out_kernel"].shape[-1] - c
@@ -74,7 +86,7 @@ def pack(w: dict, head: dict) -> dict:
     kern, bias = w["conv_kernel"], w["conv_bias"][:, None, :]
     out, ob = w["out_kernel"], w["out_bias"][:, None, :]
     L = num_layers
-    return {
+    weights = {
         "past_a": _pad(kern[:, : k - 1, :, :half], (L, k - 1, cp, hp)),
         "past_b": _pad(kern[:, : k - 1, :, half:], (L, k - 1, cp, hp)),
         "cur_a": _pad(kern[:, k - 1, :, :half], (L, cp, hp)),
@@ -90,6 +102,7 @@ def pack(w: dict, head: dict) -> dict:
         "logits": _pad(head["logits"]["kernel"].astype(dtype), (mp, np_)),
         "logits_bias": _pad(head["logits"]["bias"].astype(dtype)[None], (1, np_)),
     }
+    return Packed(weights, c, g, levels)
 
 
 def _kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_ref, rb_ref,
@@ -123,34 +136,33 @@ def _kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_r
     logits_ref[...] = (dot(hidden, lk_ref[...]) + lb_ref[...]).astype(logits_ref.dtype)
 
 
-def decode_step(h, lines, rows, w: dict, head: dict, cond=None, *, backend: str | None = None):
+def decode_step(h, lines, rows, packed: Packed, cond=None, *, backend: str | None = None):
     """One decode step of a whole WaveNet in one kernel: ``(logits (B, N), new lines)``.
 
     ``h`` ``(B, C)``: the embedded previous sample; ``lines``: the kernel's buffer
-    (:func:`init_lines`); ``rows``, ``w`` (the stacked blocks) and ``cond`` ``(B, L G)`` or
-    None as for :func:`~jaxar.nn.wavenet.decode_layers`; ``head``: ``{"hidden": {"kernel",
-    "bias"}, "logits": {"kernel", "bias"}}`` (the ``head_hidden`` and ``head_logits`` Dense
-    parameters). ``backend``: "cpu" for interpret mode, a GPU's name for Triton, or None (the
-    default) for the platform the program is lowered for (``lax.platform_dependent``: a
-    program lowered ahead of time for a GPU gets the Triton kernel). ``lines`` is updated in
-    place where the caller donates it (inside the sampler's scan it is).
+    (:func:`init_lines`); ``rows``: :func:`~jaxar.nn.wavenet.line_rows` of the step;
+    ``packed``: :func:`pack` of the weights; ``cond`` ``(B, L G)`` or None: the per-layer
+    conditioning, as for :func:`~jaxar.nn.wavenet.decode_layers`. ``backend``: "cpu" for
+    interpret mode, a GPU's name for Triton, or None (the default) for the platform the
+    program is lowered for (``lax.platform_dependent``: a program lowered ahead of time for a
+    GPU gets the Triton kernel). ``lines`` is updated in place where the caller donates it
+    (inside the sampler's scan it is).
     """
     if (jax.default_backend() if backend is None else backend) not in BACKENDS:
         raise ValueError(
             f"the Pallas WaveNet step runs on {', '.join(BACKENDS)} (Triton on a GPU), "
             f"not on {backend or jax.default_backend()!r}; sample with method='cached'"
         )
-    num_layers, k, c, g = w["conv_kernel"].shape
-    dtype = w["conv_kernel"].dtype
+    p = packed.weights
+    num_layers, taps, cp, hp = p["past_a"].shape
+    c, g, dtype = packed.channels, packed.gate_channels, p["cur_a"].dtype
     batch = h.shape[0]
-    bp, cp = padded(batch), padded(c)
-    if h.shape != (batch, c) or lines.shape[1:] != (k - 1, bp, cp):
+    bp = padded(batch)
+    if h.shape != (batch, c) or lines.shape[1:] != (taps, bp, cp):
         raise ValueError(
-            f"expected h (B, {c}) and lines (rows, {k - 1}, padded(B), {cp}), "
+            f"expected h (B, {c}) and lines (rows, {taps}, padded(B), {cp}), "
             f"got h {tuple(h.shape)} and lines {tuple(lines.shape)}"
         )
-    p = pack(w, head)
-    hp = p["cur_a"].shape[-1]
     gate_a, gate_b = p["bias_a"], p["bias_b"]
     if cond is not None:  # (B, L G) -> per layer and gate half, (L, B', G/2')
         cond = jnp.moveaxis(cond.astype(dtype).reshape(batch, num_layers, g), 1, 0)
@@ -164,7 +176,7 @@ def decode_step(h, lines, rows, w: dict, head: dict, cond=None, *, backend: str 
         p["hidden"], p["hidden_bias"], p["logits"], p["logits_bias"],
         lines,
     )  # fmt: skip
-    levels = head["logits"]["kernel"].shape[-1]
+    levels = packed.num_levels
 
     def call(interpret):
         return pl.pallas_call(
