@@ -297,3 +297,31 @@ def test_processor_names_family_model_and_avx512(tmp_path):
     info.write_text("processor\t: 0\nmodel name\t: Neoverse\n")  # no family: the name alone
     assert host.processor(str(info)) == "Neoverse"
     assert host.processor(str(tmp_path / "missing"))  # no file: platform's answer, not empty
+
+
+def test_gpu_aot_says_what_it_needs_in_one_line():
+    """benchmarks/gpu_aot.py compiles for a GPU with JAX's CUDA plugin (no GPU needed); without
+    the plugin, or with a target it has no figures for, it stops in one line before any work."""
+    script = os.path.join(ROOT, "benchmarks", "gpu_aot.py")
+
+    def run(*args):
+        p = subprocess.run(
+            [sys.executable, script, *args], capture_output=True, text=True, timeout=300
+        )
+        return p.returncode, p.stderr.strip().splitlines()[-1], p.stdout
+
+    rc, err, out = run("--target", "v100")
+    assert rc == 1 and not out, (rc, out)
+    assert err == (
+        "gpu_aot.py: expected --target in ['h100', 'h200'] and --only a comma list of "
+        "['train', 'sampling', 'sampler'], got --target 'v100' --only 'train,sampling,sampler'"
+    )
+    try:
+        import jax_cuda12_plugin  # noqa: F401
+    except ImportError:
+        rc, err, out = run("--only", "sampling")
+        assert rc == 1 and not out, (rc, out)
+        assert err.startswith(
+            f"gpu_aot.py: expected JAX's CUDA plugin at jax {jax.__version__} (pip install "
+            f"jax-cuda12-plugin=={jax.__version__} jax-cuda12-pjrt=={jax.__version__}), got: "
+        ), err

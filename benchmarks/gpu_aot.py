@@ -1,0 +1,306 @@
+"""Compile jaxar's accelerator programs for a GPU this machine does not have (compile only).
+
+No GPU is needed, only JAX's CUDA plugin, at jax's own version, next to jax (the plugin is
+not in jaxar's requirements)::
+
+    V=$(python -c 'import jax; print(jax.__version__)')
+    pip install "jax-cuda12-plugin==$V" "jax-cuda12-pjrt==$V"
+    python benchmarks/gpu_aot.py --target h200 [--only train,sampling,sampler] [--out F]
+
+XLA compiles each program for a compile-only device described by :data:`TARGETS` (public
+data-sheet figures: SMs, memory, shared memory, clock): fusion, Triton (Pallas kernels and
+XLA's GEMM fusions) to PTX and then to a cubin, buffer assignment. There is no device to time
+on, so nothing is autotuned (XLA's default GEMM configurations) and nothing runs: the table
+says whether each program compiles for the target, how long that took on this CPU, the
+device memory it needs (XLA's memory analysis: arguments + outputs + temporaries; donated
+buffers counted once) against the target's, for train steps XLA's FLOP count (of the same
+program lowered for the CPU: a compile-only GPU executable has no cost analysis), and for
+sampling steps the kernels one step launches (the count of
+``benchmarks/kernels.py`` on the compiled GPU HLO). It is the check to run before a GPU
+session (a program that fails here fails there) and says nothing about speed.
+
+* **train**: the suite's train steps (``benchmarks/suite.py``: PixelCNN++ at the paper's
+  CIFAR-10 size, Gated PixelCNN, the Transformer) at batch 64, float32 and bfloat16 compute.
+* **sampling**: one cached sampling step (``kernels.sampling_step``, its state donated): the
+  paper WaveNet with the XLA step ("cached") and the one-kernel Pallas step ("pallas") at
+  batch 1, 16, 64; the image models of the suite at 32x32x3, batch 1 and 16.
+* **sampler**: the whole jitted sampler (``model.sample``, one ``lax.scan``) of the paper
+  WaveNet, both methods, batch 1 and 64: the scan, its in-place buffer and the kernel inside
+  its loop compile together.
+
+The plugin is found and started with ``JAX_PLATFORMS=cpu`` (this script sets it when unset), so
+JAX's default device stays the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the CUDA plugin must not look for a driver
+
+import argparse
+import dataclasses
+import datetime
+import re
+import shlex
+import sys
+import time
+from collections import Counter
+
+import host
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import kernels
+import suite
+
+from jaxar import train
+from jaxar.data.sources import DataInfo
+
+__all__ = ["TARGETS", "Target", "compile_only_device", "main", "target_config"]
+
+GiB = 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The figures XLA's GPU compiler reads from a device (``GpuTargetConfigProto``)."""
+
+    name: str
+    sm_major: int
+    sm_minor: int
+    sms: int
+    memory_bytes: int
+    bandwidth_bytes_s: float
+    l2_bytes: int
+    clock_ghz: float
+    smem_per_sm: int
+    smem_per_block_optin: int
+
+
+#: Compile-only targets, from NVIDIA's data sheets (H200 SXM 141 GB; H100 SXM 80 GB).
+TARGETS = {
+    "h200": Target("NVIDIA H200", 9, 0, 132, 141 * 10**9, 4.8e12, 50 * 2**20, 1.98,
+                   233472, 232448),
+    "h100": Target("NVIDIA H100 80GB HBM3", 9, 0, 132, 80 * 10**9, 3.35e12, 50 * 2**20, 1.98,
+                   233472, 232448),
+}  # fmt: skip
+
+
+def target_config(t: Target) -> str:
+    """``t`` as the text ``GpuTargetConfigProto`` the CUDA plugin's compile-only topology takes."""
+    return f"""
+gpu_device_info {{
+  threads_per_block_limit: 1024
+  threads_per_warp: 32
+  shared_memory_per_block: 49152
+  shared_memory_per_block_optin: {t.smem_per_block_optin}
+  shared_memory_per_core: {t.smem_per_sm}
+  threads_per_core_limit: 2048
+  core_count: {t.sms}
+  fpus_per_core: 128
+  block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535
+  block_dim_limit_z: 65535
+  memory_bandwidth: {int(t.bandwidth_bytes_s)}
+  l2_cache_size: {t.l2_bytes}
+  clock_rate_ghz: {t.clock_ghz}
+  device_memory_size: {t.memory_bytes}
+  registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+  cuda_compute_capability {{ major: {t.sm_major} minor: {t.sm_minor} }}
+}}
+platform_name: "CUDA"
+dnn_version_info {{ major: 9 minor: 10 }}
+device_description_str: "{t.name}"
+"""
+
+
+def compile_only_device(target: str):
+    """A compile-only device for ``target`` (a key of :data:`TARGETS`); one clear error when
+    the CUDA plugin is missing."""
+    from jax.experimental import topologies
+
+    try:
+        topo = topologies.get_topology_desc(
+            platform="cuda", topology="1x1x1", target_config=target_config(TARGETS[target])
+        )
+    except (NotImplementedError, RuntimeError, ValueError) as e:
+        raise SystemExit(
+            f"gpu_aot.py: expected JAX's CUDA plugin at jax {jax.__version__} (pip install "
+            f"jax-cuda12-plugin=={jax.__version__} jax-cuda12-pjrt=={jax.__version__}), got: "
+            + str(e).splitlines()[0][:200]
+        ) from None
+    return topo.devices[0]
+
+
+def _abstract(tree, sharding):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+
+
+@dataclasses.dataclass
+class Report:
+    device: object
+    memory: int  # the target's device memory, bytes
+    rows: dict = dataclasses.field(default_factory=dict)
+
+    def compile(self, section: str, cells: list, fn, args, donate=(), extra=None, flops=False):
+        """Compile ``fn(*args)`` (abstract ``args``) for the device; append its row."""
+        sh = jax.sharding.SingleDeviceSharding(self.device)
+        note, figures = "", []
+        try:
+            jitted = jax.jit(fn, in_shardings=sh, out_shardings=sh, donate_argnums=donate)
+            t0 = time.perf_counter()
+            lowered = jitted.trace(*_abstract(args, sh)).lower()
+            compiled = lowered.compile()
+            seconds = time.perf_counter() - t0
+            mem = compiled.memory_analysis()
+            need = (
+                mem.argument_size_in_bytes
+                + mem.output_size_in_bytes
+                - mem.alias_size_in_bytes
+                + mem.temp_size_in_bytes
+            )
+            figures = [f"{seconds:.1f}", f"{need / GiB:.2f} ({100 * need / self.memory:.1f}%)"]
+            if flops:
+                # A GPU executable compiled without a device has no cost analysis: XLA's count
+                # of the same program lowered for the CPU. It counts a loop's body once and
+                # every branch of a conditional, so only loop-free programs get this column.
+                cpu = jax.jit(fn, donate_argnums=donate).trace(*_abstract(args, None)).lower()
+                count = float((cpu.cost_analysis() or {}).get("flops", float("nan")))
+                figures.append(f"{count / 1e9:,.1f}")
+            figures += extra(compiled.as_text()) if extra else []
+        except Exception as e:  # one failing program must not hide the others
+            note = "FAILED: " + f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        ncol = HEADS[section][1].count("|") - 1
+        row = [*cells, *figures]
+        row += ["-"] * (ncol - 1 - len(row)) + [note.replace("|", "/")]
+        line = "| " + " | ".join(str(c) for c in row) + " |"
+        self.rows.setdefault(section, []).append(line)
+        print(line, flush=True)
+
+
+HEADS = {
+    "train": (
+        "Train steps (the suite's, batch 64)",
+        "| model | dtype | compile s | device memory GiB (of target) | GFLOP/step | note |",
+    ),
+    "sampling": (
+        "One cached sampling step (state donated)",
+        "| model | method | batch | compile s | device memory GiB (of target) "
+        "| kernels per step | by opcode | custom-call targets | note |",
+    ),
+    "sampler": (
+        "Whole samplers (one lax.scan), paper WaveNet, 2,000 samples per stream",
+        "| method | batch | compile s | device memory GiB (of target) | note |",
+    ),
+}
+
+
+def _kernel_cells(hlo: str) -> list:
+    c = kernels.count_kernels(hlo)
+    top = sorted(c.by_opcode.items(), key=lambda kv: -kv[1])
+    calls = Counter(re.findall(r'custom_call_target="([^"]+)"', hlo))
+    return [
+        c.launches,
+        ", ".join(f"{k} {v}" for k, v in top),
+        ", ".join(f"{k} {v}" for k, v in calls.most_common()) or "-",
+    ]
+
+
+def run_train(rep: Report):
+    for name in suite.TRAIN_CONFIGS:
+        for dtype in ("float32", "bfloat16"):
+            config, shape = suite.Suite()._train_config(name)
+            config.compute_dtype = dtype
+            num_classes = 10 if config.data.conditional else 0
+            info = DataInfo(config.data.name, tuple(shape), 256, num_classes)
+            model = train.build_model(config, info)
+            tx, _ = train.make_optimizer(config)
+            ema = config.ema_decay > 0
+            state = jax.eval_shape(
+                lambda model=model, tx=tx, ema=ema: train.create_train_state(
+                    model, tx, jax.random.key(0), ema
+                )
+            )
+            b = int(config.batch_size)
+            batch = {
+                "x": jax.ShapeDtypeStruct((b, *shape), jnp.int32),
+                "label": jax.ShapeDtypeStruct((b,), jnp.int32),
+            }
+            step = train.make_train_step(model, tx, ema_decay=config.ema_decay)
+            rep.compile("train", [name, dtype], step, (state, batch), donate=(0,), flops=True)
+
+
+def run_sampling(rep: Report):
+    todo = [("wavenet", m, b) for m in ("cached", "pallas") for b in (1, 16, 64)]
+    todo += [(n, "cached", b) for n in ("pixelcnn", "gated_pixelcnn") for b in (1, 16)]
+    todo += [("pixelcnn_pp", "cached", b) for b in (1, 16)]
+    todo += [("transformer", "cached", b) for b in (1, 16)]
+    built = {}
+    for name, method, b in todo:
+        if name not in built:
+            hp = suite.PIXELCNN_PP_PAPER if name == "pixelcnn_pp" else None
+            model = kernels.build(name, hparams=hp)
+            built[name] = (model, model.init(jax.random.key(0)))
+        model, params = built[name]
+        step, args = kernels.sampling_step(model, params, b, method)
+        rep.compile("sampling", [name, method, b], step, args, donate=(0, 1), extra=_kernel_cells)
+
+
+def run_sampler(rep: Report):
+    model = kernels.build("wavenet")
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    for method in ("cached", "pallas"):
+        for b in (1, 64):
+
+            def sample(params, key, method=method, b=b):
+                return model.sample(params, key, b, None, method)
+
+            key = jax.eval_shape(lambda: jax.random.key(0))
+            rep.compile("sampler", [method, b], sample, (params, key))
+
+
+def main(argv=None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="h200", help=f"one of {sorted(TARGETS)}")
+    ap.add_argument("--only", default="train,sampling,sampler")
+    ap.add_argument("--out", help="append the table to this markdown file")
+    args = ap.parse_args(argv)
+    parts = [p for p in args.only.split(",") if p]
+    if args.target not in TARGETS or not parts or set(parts) - set(HEADS):
+        raise SystemExit(
+            f"gpu_aot.py: expected --target in {sorted(TARGETS)} and --only a comma list of "
+            f"{list(HEADS)}, got --target {args.target!r} --only {args.only!r}"
+        )
+    device = compile_only_device(args.target)
+    rep = Report(device, TARGETS[args.target].memory_bytes)
+    runners = {"train": run_train, "sampling": run_sampling, "sampler": run_sampler}
+    for part in parts:
+        title, head = HEADS[part]
+        print(f"\n{title}:\n\n{head}", flush=True)
+        runners[part](rep)
+    command = "python benchmarks/gpu_aot.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    lines = [
+        f"### Compiled for {device.device_kind} on this CPU, not run "
+        f"({datetime.date.today().isoformat()})",
+        "",
+        f"Commit {suite._commit()}, jax {jax.__version__}, host {host.processor()}. "
+        f"Command: `{command.strip()}`.",
+    ]
+    for part in parts:
+        title, head = HEADS[part]
+        ncol = head.count("|") - 1
+        lines += ["", f"{title}:", "", head, "|" + "---|" * ncol, *rep.rows.get(part, [])]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write("\n" + text)
+    return text
+
+
+if __name__ == "__main__":
+    print(main())
