@@ -5,7 +5,7 @@ not in jaxar's requirements)::
 
     V=$(python -c 'import jax; print(jax.__version__)')
     pip install "jax-cuda12-plugin==$V" "jax-cuda12-pjrt==$V"
-    python benchmarks/gpu_aot.py --target h200 [--only train,sampling,sampler] [--out F]
+    python benchmarks/gpu_aot.py --target h200 [--only train,sampling,sampler,parallel] [--out F]
 
 XLA compiles each program for a compile-only device described by :data:`TARGETS` (public
 data-sheet figures: SMs, memory, shared memory, clock): fusion, Triton (Pallas kernels and
@@ -27,6 +27,10 @@ session (a program that fails here fails there) and says nothing about speed.
 * **sampler**: the whole jitted sampler (``model.sample``, one ``lax.scan``) of the paper
   WaveNet, both methods, batch 1 and 64: the scan, its in-place buffer and the kernel inside
   its loop compile together.
+* **parallel**: the runner's data-parallel train step (``jaxar.parallel``'s mesh, the state
+  replicated, the batch split) of PixelCNN++ at the paper size, 64 examples per device, over 8
+  compile-only GPUs as one host ("1x1x8") and as two hosts of four ("1x2x4"): its collectives
+  and its memory per device.
 
 The plugin is found and started with ``JAX_PLATFORMS=cpu`` (this script sets it when unset), so
 JAX's default device stays the CPU.
@@ -55,7 +59,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import kernels
 import suite
 
-from jaxar import train
+from jaxar import parallel, train
 from jaxar.data.sources import DataInfo
 
 __all__ = ["TARGETS", "Target", "compile_only_device", "main", "target_config"]
@@ -117,14 +121,15 @@ device_description_str: "{t.name}"
 """
 
 
-def compile_only_device(target: str):
-    """A compile-only device for ``target`` (a key of :data:`TARGETS`); one clear error when
-    the CUDA plugin is missing."""
+def compile_only_devices(target: str, topology: str = "1x1x1") -> list:
+    """Compile-only devices for ``target`` (a key of :data:`TARGETS`): ``topology`` is the
+    CUDA plugin's ``SLICESxHOSTSxDEVICES`` ("1x2x4": two processes of four GPUs each). One
+    clear error when the CUDA plugin is missing."""
     from jax.experimental import topologies
 
     try:
         topo = topologies.get_topology_desc(
-            platform="cuda", topology="1x1x1", target_config=target_config(TARGETS[target])
+            platform="cuda", topology=topology, target_config=target_config(TARGETS[target])
         )
     except (NotImplementedError, RuntimeError, ValueError) as e:
         raise SystemExit(
@@ -132,7 +137,12 @@ def compile_only_device(target: str):
             f"jax-cuda12-plugin=={jax.__version__} jax-cuda12-pjrt=={jax.__version__}), got: "
             + str(e).splitlines()[0][:200]
         ) from None
-    return topo.devices[0]
+    return list(topo.devices)
+
+
+def compile_only_device(target: str):
+    """One compile-only device for ``target`` (:func:`compile_only_devices`)."""
+    return compile_only_devices(target)[0]
 
 
 def _abstract(tree, sharding):
@@ -145,14 +155,17 @@ class Report:
     memory: int  # the target's device memory, bytes
     rows: dict = dataclasses.field(default_factory=dict)
 
-    def compile(self, section: str, cells: list, fn, args, donate=(), extra=None, flops=False):
-        """Compile ``fn(*args)`` (abstract ``args``) for the device; append its row."""
+    def compile(self, section, cells, fn, args, donate=(), extra=None, flops=False, shardings=None):
+        """Compile ``fn(*args)`` (abstract ``args``) for the device, or with ``shardings``
+        (one per argument, and the outputs') over several; append its row."""
         sh = jax.sharding.SingleDeviceSharding(self.device)
+        ins, outs = shardings or ((sh,) * len(args), sh)
         note, figures = "", []
         try:
-            jitted = jax.jit(fn, in_shardings=sh, out_shardings=sh, donate_argnums=donate)
+            jitted = jax.jit(fn, in_shardings=ins, out_shardings=outs, donate_argnums=donate)
             t0 = time.perf_counter()
-            lowered = jitted.trace(*_abstract(args, sh)).lower()
+            placed = [_abstract(a, s) for a, s in zip(args, ins, strict=True)]
+            lowered = jitted.trace(*placed).lower()
             compiled = lowered.compile()
             seconds = time.perf_counter() - t0
             mem = compiled.memory_analysis()
@@ -195,6 +208,12 @@ HEADS = {
         "Whole samplers (one lax.scan), paper WaveNet, 2,000 samples per stream",
         "| method | batch | compile s | device memory GiB (of target) | note |",
     ),
+    "parallel": (
+        "The runner's data-parallel train step (jaxar.parallel mesh, batch 64 per device, "
+        "PixelCNN++ paper size) over 8 devices",
+        "| topology (slices x hosts x devices) | dtype | compile s | device memory GiB per "
+        "device (of target) | collectives | note |",
+    ),
 }
 
 
@@ -212,25 +231,46 @@ def _kernel_cells(hlo: str) -> list:
 def run_train(rep: Report):
     for name in suite.TRAIN_CONFIGS:
         for dtype in ("float32", "bfloat16"):
-            config, shape = suite.Suite()._train_config(name)
-            config.compute_dtype = dtype
-            num_classes = 10 if config.data.conditional else 0
-            info = DataInfo(config.data.name, tuple(shape), 256, num_classes)
-            model = train.build_model(config, info)
-            tx, _ = train.make_optimizer(config)
-            ema = config.ema_decay > 0
-            state = jax.eval_shape(
-                lambda model=model, tx=tx, ema=ema: train.create_train_state(
-                    model, tx, jax.random.key(0), ema
-                )
-            )
-            b = int(config.batch_size)
-            batch = {
-                "x": jax.ShapeDtypeStruct((b, *shape), jnp.int32),
-                "label": jax.ShapeDtypeStruct((b,), jnp.int32),
-            }
-            step = train.make_train_step(model, tx, ema_decay=config.ema_decay)
-            rep.compile("train", [name, dtype], step, (state, batch), donate=(0,), flops=True)
+            step, state, data = _train_program(name, dtype, 64)
+            rep.compile("train", [name, dtype], step, (state, data), donate=(0,), flops=True)
+
+
+def _collective_cells(hlo: str) -> list:
+    ops = Counter(
+        op
+        for op in re.findall(r"=\s+\S+\s+([\w-]+)\(", hlo)
+        if op.startswith(("all-", "reduce-scatter", "collective-"))
+    )
+    return [", ".join(f"{k} {v}" for k, v in ops.most_common()) or "none"]
+
+
+def _train_program(name: str, dtype: str, batch: int):
+    """The suite's train step of ``name`` as the runner builds it: ``(step, state, batch)``,
+    state and batch abstract."""
+    config, shape = suite.Suite()._train_config(name)
+    config.compute_dtype = dtype
+    num_classes = 10 if config.data.conditional else 0
+    model = train.build_model(config, DataInfo(config.data.name, tuple(shape), 256, num_classes))
+    tx, _ = train.make_optimizer(config)
+    ema = config.ema_decay > 0
+    state = jax.eval_shape(lambda: train.create_train_state(model, tx, jax.random.key(0), ema))
+    data = {
+        "x": jax.ShapeDtypeStruct((batch, *shape), jnp.int32),
+        "label": jax.ShapeDtypeStruct((batch,), jnp.int32),
+    }
+    return train.make_train_step(model, tx, ema_decay=config.ema_decay), state, data
+
+
+def run_parallel(rep: Report, target: str):
+    for topology in ("1x1x8", "1x2x4"):
+        mesh = parallel.make_mesh(compile_only_devices(target, topology))
+        repl, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        for dtype in ("float32", "bfloat16"):
+            step, state, data = _train_program("pixelcnn_pp", dtype, 64 * mesh.size)
+            rep.compile(
+                "parallel", [topology, dtype], step, (state, data), donate=(0,),
+                extra=_collective_cells, shardings=((repl, split), (repl, repl)),
+            )  # fmt: skip
 
 
 def run_sampling(rep: Report):
@@ -265,7 +305,7 @@ def run_sampler(rep: Report):
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="h200", help=f"one of {sorted(TARGETS)}")
-    ap.add_argument("--only", default="train,sampling,sampler")
+    ap.add_argument("--only", default=",".join(HEADS))
     ap.add_argument("--out", help="append the table to this markdown file")
     args = ap.parse_args(argv)
     parts = [p for p in args.only.split(",") if p]
@@ -276,7 +316,12 @@ def main(argv=None) -> str:
         )
     device = compile_only_device(args.target)
     rep = Report(device, TARGETS[args.target].memory_bytes)
-    runners = {"train": run_train, "sampling": run_sampling, "sampler": run_sampler}
+    runners = {
+        "train": run_train,
+        "sampling": run_sampling,
+        "sampler": run_sampler,
+        "parallel": lambda rep: run_parallel(rep, args.target),
+    }
     for part in parts:
         title, head = HEADS[part]
         print(f"\n{title}:\n\n{head}", flush=True)

@@ -314,7 +314,8 @@ def test_gpu_aot_says_what_it_needs_in_one_line():
     assert rc == 1 and not out, (rc, out)
     assert err == (
         "gpu_aot.py: expected --target in ['h100', 'h200'] and --only a comma list of "
-        "['train', 'sampling', 'sampler'], got --target 'v100' --only 'train,sampling,sampler'"
+        "['train', 'sampling', 'sampler', 'parallel'], got --target 'v100' --only "
+        "'train,sampling,sampler,parallel'"
     )
     try:
         import jax_cuda12_plugin  # noqa: F401
