@@ -109,14 +109,17 @@ def test_pallas_samples_past_the_padded_batch(model_params):
               num_cycles=3, layers_per_cycle=10, length=64), 1),
         (dict(residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64,
               num_cycles=3, layers_per_cycle=10, length=64), 16),
+        (dict(residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64,
+              num_cycles=3, layers_per_cycle=10, length=64), 64),
         ({**HP, "kernel_size": 4}, 3),
     ],
-    ids=["paper-b1", "paper-b16", "tiny-k4-cond-b3"],
+    ids=["paper-b1", "paper-b16", "paper-b64", "tiny-k4-cond-b3"],
 )  # fmt: skip
 def test_pallas_step_lowers_to_one_triton_kernel_for_a_gpu(hp, batch):
     """The kernel passes Pallas' Triton lowering for ``cuda`` on this CPU-only machine (power-
-    of-2 blocks, no value slices): one Triton custom call and no other. Triton's own compile
-    and the run need a GPU."""
+    of-2 blocks, no value slices): one Triton custom call and no other, a program per 16
+    streams. Triton's own compile (benchmarks/gpu_aot.py) needs JAX's CUDA plugin; the run, a
+    GPU."""
     model = jaxar.create("wavenet", **hp)
     net, params = model.net, jax.eval_shape(model.init, jax.random.key(0))
     dil = net.dilations
@@ -136,8 +139,12 @@ def test_pallas_step_lowers_to_one_triton_kernel_for_a_gpu(hp, batch):
     )
     t = jax.ShapeDtypeStruct((), jnp.int32)
     lowered = jax.jit(step).trace(params, h, lines, t, cond).lower(lowering_platforms=("cuda",))
-    calls = re.findall(r"custom_call @([\w$.]+)", lowered.as_text())
+    text = lowered.as_text()
+    calls = re.findall(r"custom_call @([\w$.]+)", text)
     assert calls == ["__gpu$xla.gpu.triton"], calls
+    # one program per 16 streams: blocks of the batch run side by side
+    programs = wavenet_pallas.padded(batch) // wavenet_pallas.BLOCK
+    assert re.findall(r"grid_x = (\d+) : i32", text) == [str(programs)]
 
 
 def test_cached_step_has_few_kernels_per_layer():

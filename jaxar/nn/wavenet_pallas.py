@@ -8,7 +8,9 @@ per layer it reads the layer's past taps from the shared tap-line buffer (row ``
 rows of :func:`~jaxar.nn.wavenet.line_rows`), runs the dilated conv (past taps and current
 input), the gate, the residual and skip matmuls and the residual add, and writes the layer's
 new taps back into the buffer in place (``input_output_aliases``); after the last layer it
-runs the head (ReLU -> 1x1 -> ReLU -> 1x1) and writes the logits.
+runs the head (ReLU -> 1x1 -> ReLU -> 1x1) and writes the logits. The streams of a batch are
+independent, so the kernel's grid runs one program per :data:`BLOCK` (16) of them: on a GPU,
+blocks of the batch on as many SMs at once, each reading every layer's weights.
 
 **Written for the Triton backend of Pallas** (GPU), whose constraints shape the code: every
 array the kernel loads or multiplies has power-of-2 sizes, every matrix product is at least
@@ -21,9 +23,10 @@ padded residual or skip channel stays 0 (its weights are 0), a padded gate unit 
 in Pallas' interpret mode on the CPU backend (where Pallas has no compiler) and there draws
 the samples of the XLA step from the same key (``tests/test_wavenet_pallas.py``; the sums
 differ from the XLA step's only in rounding order, a past tap at a time). The kernel lowers
-to Triton for ``cuda`` from a CPU-only machine (a test checks it); it has never been
-compiled by a GPU's Triton nor timed there, because no accelerator was available. On a TPU
-(Mosaic) it is refused in one line: the buffer would have to stay in HBM and move by DMA.
+to Triton for ``cuda`` on a CPU-only machine (a test checks it), and ``benchmarks/gpu_aot.py``
+compiles it to a cubin for an H200 there; it has never run on a GPU, because none was
+available. On a TPU (Mosaic) it is refused in one line: the buffer would have to stay in HBM
+and move by DMA.
 """
 
 from __future__ import annotations
@@ -35,21 +38,30 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-__all__ = ["Packed", "decode_step", "default_interpret", "init_lines", "pack", "padded"]
+__all__ = ["BACKENDS", "BLOCK", "Packed", "decode_step", "init_lines", "pack", "padded"]
 
 #: The backends the kernel runs on: interpreted on CPU, compiled by Triton on GPUs.
 BACKENDS = ("cpu", "gpu", "cuda", "rocm")
-
-
-def default_interpret() -> bool:
-    """Pallas interpret mode where there is no Pallas compiler: on the CPU backend."""
-    return jax.default_backend() == "cpu"
 
 
 def padded(n: int) -> int:
     """The kernel's size for a width or batch of ``n``: the next power of 2, at least 16
     (Triton's smallest matrix product is 16 x 16 x 16)."""
     return max(16, 1 << (int(n) - 1).bit_length())
+
+
+#: Streams per kernel program (the kernel's grid runs ``padded(B) / BLOCK`` of them).
+BLOCK = 16
+
+
+def _spec(x, axis):
+    """The BlockSpec of ``x``: BLOCK rows of its batch ``axis`` per program, or (None) all of
+    it in every program."""
+    n = len(x.shape)
+    if axis is None:
+        return pl.BlockSpec(x.shape, lambda b: (0,) * n)
+    shape = tuple(BLOCK if a == axis else d for a, d in enumerate(x.shape))
+    return pl.BlockSpec(shape, lambda b: tuple(b if a == axis else 0 for a in range(n)))
 
 
 def init_lines(rows: int, batch: int, kernel_size: int, channels: int, dtype=jnp.float32):
@@ -168,23 +180,35 @@ def decode_step(h, lines, rows, packed: Packed, cond=None, *, backend: str | Non
         cond = jnp.moveaxis(cond.astype(dtype).reshape(batch, num_layers, g), 1, 0)
         gate_a = gate_a + _pad(cond[..., : g // 2], (num_layers, bp, hp))
         gate_b = gate_b + _pad(cond[..., g // 2 :], (num_layers, bp, hp))
-    args = (
-        _pad(h.astype(dtype), (bp, cp)),
-        rows.astype(jnp.int32),
-        p["past_a"], p["past_b"], p["cur_a"], p["cur_b"], gate_a, gate_b,
-        p["res"], p["res_bias"], p["skip"], p["skip_bias"],
-        p["hidden"], p["hidden_bias"], p["logits"], p["logits_bias"],
-        lines,
-    )  # fmt: skip
+    per_stream = 1 if gate_a.shape[1] == bp else None  # with conditioning, one row per stream
+    blocked = [  # (the kernel's argument, its batch axis, None where it has none)
+        (_pad(h.astype(dtype), (bp, cp)), 0),
+        (rows.astype(jnp.int32), None),
+        *[(p[k], None) for k in ("past_a", "past_b", "cur_a", "cur_b")],
+        (gate_a, per_stream),
+        (gate_b, per_stream),
+        *[(p[k], None) for k in ("res", "res_bias", "skip", "skip_bias")],
+        *[(p[k], None) for k in ("hidden", "hidden_bias", "logits", "logits_bias")],
+        (lines, 2),
+    ]
+    args = [a for a, _ in blocked]
     levels = packed.num_levels
+    out_shape = (
+        jax.ShapeDtypeStruct((bp, p["logits"].shape[-1]), dtype),
+        jax.ShapeDtypeStruct(lines.shape, lines.dtype),
+    )
+    # One program per BLOCK streams: the streams are independent, so blocks of the batch run
+    # on as many SMs at once; every program reads all the weights.
+    specs = [_spec(a, axis) for a, axis in blocked]
+    out_specs = (_spec(out_shape[0], 0), _spec(out_shape[1], 2))
 
     def call(interpret):
         return pl.pallas_call(
             _kernel,
-            out_shape=(
-                jax.ShapeDtypeStruct((bp, p["logits"].shape[-1]), dtype),
-                jax.ShapeDtypeStruct(lines.shape, lines.dtype),
-            ),
+            out_shape=out_shape,
+            grid=(bp // BLOCK,),
+            in_specs=specs,
+            out_specs=out_specs,
             input_output_aliases={len(args) - 1: 1},
             interpret=interpret,
             compiler_params=None if interpret else pltriton.CompilerParams(num_warps=4),
