@@ -299,10 +299,11 @@ def test_processor_names_family_model_and_avx512(tmp_path):
     assert host.processor(str(tmp_path / "missing"))  # no file: platform's answer, not empty
 
 
-def test_gpu_aot_says_what_it_needs_in_one_line():
-    """benchmarks/gpu_aot.py compiles for a GPU with JAX's CUDA plugin (no GPU needed); without
-    the plugin, or with a target it has no figures for, it stops in one line before any work."""
-    script = os.path.join(ROOT, "benchmarks", "gpu_aot.py")
+def test_aot_says_what_it_needs_in_one_line():
+    """benchmarks/aot.py compiles for a GPU with JAX's CUDA plugin and for a TPU with libtpu (no
+    accelerator needed); without them, or for a target it has no figures for, it stops in one
+    line before any work."""
+    script = os.path.join(ROOT, "benchmarks", "aot.py")
 
     def run(*args):
         p = subprocess.run(
@@ -313,16 +314,22 @@ def test_gpu_aot_says_what_it_needs_in_one_line():
     rc, err, out = run("--target", "v100")
     assert rc == 1 and not out, (rc, out)
     assert err == (
-        "gpu_aot.py: expected --target in ['h100', 'h200'] and --only a comma list of "
-        "['train', 'sampling', 'sampler', 'parallel'], got --target 'v100' --only "
+        "aot.py: expected --target in ['h100', 'h200', 'v5e', 'v6e'] and --only a comma list "
+        "of ['train', 'sampling', 'sampler', 'parallel'], got --target 'v100' --only "
         "'train,sampling,sampler,parallel'"
     )
-    try:
-        import jax_cuda12_plugin  # noqa: F401
-    except ImportError:
-        rc, err, out = run("--only", "sampling")
-        assert rc == 1 and not out, (rc, out)
-        assert err.startswith(
-            f"gpu_aot.py: expected JAX's CUDA plugin at jax {jax.__version__} (pip install "
-            f"jax-cuda12-plugin=={jax.__version__} jax-cuda12-pjrt=={jax.__version__}), got: "
-        ), err
+    v = jax.__version__
+    needs = {
+        "jax_cuda12_plugin": (
+            "h200",
+            f"JAX's CUDA plugin (pip install jax-cuda12-plugin=={v} jax-cuda12-pjrt=={v})",
+        ),
+        "libtpu": ("v5e", f"libtpu (pip install 'jax[tpu]=={v}')"),
+    }
+    for module, (target, need) in needs.items():
+        try:
+            __import__(module)
+        except ImportError:
+            rc, err, out = run("--target", target, "--only", "sampling")
+            assert rc == 1 and not out, (rc, out)
+            assert err.startswith(f"aot.py: expected {need} for --target {target}, got: "), err

@@ -1,39 +1,43 @@
-"""Compile jaxar's accelerator programs for a GPU this machine does not have (compile only).
+"""Compile jaxar's accelerator programs for a GPU or TPU this machine does not have.
 
-No GPU is needed, only JAX's CUDA plugin, at jax's own version, next to jax (the plugin is
-not in jaxar's requirements)::
+No accelerator is needed, only JAX's compilers for it, at jax's own version, next to jax (not
+in jaxar's requirements): for GPUs the CUDA plugin, for TPUs libtpu::
 
     V=$(python -c 'import jax; print(jax.__version__)')
-    pip install "jax-cuda12-plugin==$V" "jax-cuda12-pjrt==$V"
-    python benchmarks/gpu_aot.py --target h200 [--only train,sampling,sampler,parallel] [--out F]
+    pip install "jax-cuda12-plugin==$V" "jax-cuda12-pjrt==$V"   # --target h200 | h100
+    pip install "jax[tpu]==$V"                                   # --target v5e | v6e
+    python benchmarks/aot.py --target h200 [--only train,sampling,sampler,parallel] [--out F]
 
-XLA compiles each program for a compile-only device described by :data:`TARGETS` (public
-data-sheet figures: SMs, memory, shared memory, clock): fusion, Triton (Pallas kernels and
-XLA's GEMM fusions) to PTX and then to a cubin, buffer assignment. There is no device to time
-on, so nothing is autotuned (XLA's default GEMM configurations) and nothing runs: the table
-says whether each program compiles for the target, how long that took on this CPU, the
-device memory it needs (XLA's memory analysis: arguments + outputs + temporaries; donated
+XLA compiles each program for compile-only devices: a GPU described by :data:`GPU_TARGETS`
+(public data-sheet figures: SMs, memory, shared memory, clock), or a TPU topology libtpu knows
+by name (:data:`TPU_TARGETS`). It runs the target's whole compiler (for a GPU: fusion, Triton
+for the Pallas kernels and XLA's GEMM fusions, PTX, the cubin; for a TPU, libtpu's), buffer
+assignment included. There is no device to time on, so nothing is autotuned and nothing runs:
+the table says whether each program compiles for the target, how long that took on this CPU,
+the device memory it needs (XLA's memory analysis: arguments + outputs + temporaries; donated
 buffers counted once) against the target's, for train steps XLA's FLOP count (of the same
-program lowered for the CPU: a compile-only GPU executable has no cost analysis), and for
-sampling steps the kernels one step launches (the count of
-``benchmarks/kernels.py`` on the compiled GPU HLO). It is the check to run before a GPU
-session (a program that fails here fails there) and says nothing about speed.
+program lowered for the CPU: a compile-only executable has no cost analysis), and for
+sampling steps the kernels one step launches (the count of ``benchmarks/kernels.py`` on the
+compiled HLO: on a TPU, XLA's fusions are kernels too). It is the check to run before a
+session on the accelerator (a program that fails here fails there) and says nothing about
+speed.
 
 * **train**: the suite's train steps (``benchmarks/suite.py``: PixelCNN++ at the paper's
   CIFAR-10 size, Gated PixelCNN, the Transformer) at batch 64, float32 and bfloat16 compute.
 * **sampling**: one cached sampling step (``kernels.sampling_step``, its state donated): the
-  paper WaveNet with the XLA step ("cached") and the one-kernel Pallas step ("pallas") at
-  batch 1, 16, 64; the image models of the suite at 32x32x3, batch 1 and 16.
+  paper WaveNet with the XLA step ("cached") and the one-kernel Pallas step ("pallas", GPU
+  only: refused on a TPU) at batch 1, 16, 64; the image models of the suite at 32x32x3, batch
+  1 and 16.
 * **sampler**: the whole jitted sampler (``model.sample``, one ``lax.scan``) of the paper
   WaveNet, both methods, batch 1 and 64: the scan, its in-place buffer and the kernel inside
   its loop compile together.
 * **parallel**: the runner's data-parallel train step (``jaxar.parallel``'s mesh, the state
   replicated, the batch split) of PixelCNN++ at the paper size, 64 examples per device, over 8
-  compile-only GPUs as one host ("1x1x8") and as two hosts of four ("1x2x4"): its collectives
-  and its memory per device.
+  compile-only devices as one host and as two hosts of four: its collectives and its memory
+  per device.
 
-The plugin is found and started with ``JAX_PLATFORMS=cpu`` (this script sets it when unset), so
-JAX's default device stays the CPU.
+The plugins are found and started with ``JAX_PLATFORMS=cpu`` (this script sets it when unset),
+so JAX's default device stays the CPU.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the CUDA plugin must not look for a driver
+os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # libtpu: no TPU VM to ask
 
 import argparse
 import dataclasses
@@ -62,13 +67,23 @@ import suite
 from jaxar import parallel, train
 from jaxar.data.sources import DataInfo
 
-__all__ = ["TARGETS", "Target", "compile_only_device", "main", "target_config"]
+__all__ = [
+    "GPU_TARGETS",
+    "TARGETS",
+    "TPU_TARGETS",
+    "GpuTarget",
+    "TpuTarget",
+    "compile_only_device",
+    "compile_only_devices",
+    "gpu_target_config",
+    "main",
+]
 
 GiB = 1024**3
 
 
 @dataclasses.dataclass(frozen=True)
-class Target:
+class GpuTarget:
     """The figures XLA's GPU compiler reads from a device (``GpuTargetConfigProto``)."""
 
     name: str
@@ -81,18 +96,36 @@ class Target:
     clock_ghz: float
     smem_per_sm: int
     smem_per_block_optin: int
+    #: 8 devices: one host of eight, two hosts of four (the plugin's SLICESxHOSTSxDEVICES)
+    eight: tuple = (("1 host x 8", "1x1x8"), ("2 hosts x 4", "1x2x4"))
 
 
-#: Compile-only targets, from NVIDIA's data sheets (H200 SXM 141 GB; H100 SXM 80 GB).
-TARGETS = {
-    "h200": Target("NVIDIA H200", 9, 0, 132, 141 * 10**9, 4.8e12, 50 * 2**20, 1.98,
-                   233472, 232448),
-    "h100": Target("NVIDIA H100 80GB HBM3", 9, 0, 132, 80 * 10**9, 3.35e12, 50 * 2**20, 1.98,
-                   233472, 232448),
+@dataclasses.dataclass(frozen=True)
+class TpuTarget:
+    """A TPU generation libtpu compiles for by topology name ("v5e:1x1")."""
+
+    generation: str
+    memory_bytes: int  # HBM per chip
+    #: 8 chips: one host of eight, two hosts of four (chips per host)
+    eight: tuple = (("1 host x 8", (2, 4, 1)), ("2 hosts x 4", (2, 2, 1)))
+
+
+#: Compile-only GPUs, from NVIDIA's data sheets (H200 SXM 141 GB; H100 SXM 80 GB).
+GPU_TARGETS = {
+    "h200": GpuTarget("NVIDIA H200", 9, 0, 132, 141 * 10**9, 4.8e12, 50 * 2**20, 1.98,
+                      233472, 232448),
+    "h100": GpuTarget("NVIDIA H100 80GB HBM3", 9, 0, 132, 80 * 10**9, 3.35e12, 50 * 2**20,
+                      1.98, 233472, 232448),
 }  # fmt: skip
+#: Compile-only TPUs (one TensorCore per chip), HBM from Google's data sheets.
+TPU_TARGETS = {
+    "v5e": TpuTarget("v5e", 16 * 10**9),
+    "v6e": TpuTarget("v6e", 32 * 10**9),
+}
+TARGETS = {**GPU_TARGETS, **TPU_TARGETS}
 
 
-def target_config(t: Target) -> str:
+def gpu_target_config(t: GpuTarget) -> str:
     """``t`` as the text ``GpuTargetConfigProto`` the CUDA plugin's compile-only topology takes."""
     return f"""
 gpu_device_info {{
@@ -121,27 +154,32 @@ device_description_str: "{t.name}"
 """
 
 
-def compile_only_devices(target: str, topology: str = "1x1x1") -> list:
-    """Compile-only devices for ``target`` (a key of :data:`TARGETS`): ``topology`` is the
-    CUDA plugin's ``SLICESxHOSTSxDEVICES`` ("1x2x4": two processes of four GPUs each). One
-    clear error when the CUDA plugin is missing."""
+def compile_only_devices(target: str, layout=None) -> list:
+    """Compile-only devices of ``target`` (a key of :data:`TARGETS`): one, or the 8-device
+    ``layout`` of its ``eight``. One clear error when the target's compiler is missing."""
     from jax.experimental import topologies
 
+    t = TARGETS[target]
+    if isinstance(t, GpuTarget):
+        need = f"JAX's CUDA plugin (pip install jax-cuda12-plugin=={jax.__version__} "
+        need += f"jax-cuda12-pjrt=={jax.__version__})"
+        kw = dict(platform="cuda", topology=layout or "1x1x1", target_config=gpu_target_config(t))
+        name = ""
+    else:
+        need = f"libtpu (pip install 'jax[tpu]=={jax.__version__}')"
+        kw = dict(platform="tpu", chips_per_host_bounds=layout or (1, 1, 1))
+        name = f"{t.generation}:{'2x4' if layout else '1x1'}"
     try:
-        topo = topologies.get_topology_desc(
-            platform="cuda", topology=topology, target_config=target_config(TARGETS[target])
-        )
+        topo = topologies.get_topology_desc(name, **kw)
     except (NotImplementedError, RuntimeError, ValueError) as e:
         raise SystemExit(
-            f"gpu_aot.py: expected JAX's CUDA plugin at jax {jax.__version__} (pip install "
-            f"jax-cuda12-plugin=={jax.__version__} jax-cuda12-pjrt=={jax.__version__}), got: "
-            + str(e).splitlines()[0][:200]
+            f"aot.py: expected {need} for --target {target}, got: " + str(e).splitlines()[0][:200]
         ) from None
     return list(topo.devices)
 
 
 def compile_only_device(target: str):
-    """One compile-only device for ``target`` (:func:`compile_only_devices`)."""
+    """One compile-only device of ``target`` (:func:`compile_only_devices`)."""
     return compile_only_devices(target)[0]
 
 
@@ -211,7 +249,7 @@ HEADS = {
     "parallel": (
         "The runner's data-parallel train step (jaxar.parallel mesh, batch 64 per device, "
         "PixelCNN++ paper size) over 8 devices",
-        "| topology (slices x hosts x devices) | dtype | compile s | device memory GiB per "
+        "| devices | dtype | compile s | device memory GiB per "
         "device (of target) | collectives | note |",
     ),
 }
@@ -262,19 +300,20 @@ def _train_program(name: str, dtype: str, batch: int):
 
 
 def run_parallel(rep: Report, target: str):
-    for topology in ("1x1x8", "1x2x4"):
-        mesh = parallel.make_mesh(compile_only_devices(target, topology))
+    for label, layout in TARGETS[target].eight:
+        mesh = parallel.make_mesh(compile_only_devices(target, layout))
         repl, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
         for dtype in ("float32", "bfloat16"):
             step, state, data = _train_program("pixelcnn_pp", dtype, 64 * mesh.size)
             rep.compile(
-                "parallel", [topology, dtype], step, (state, data), donate=(0,),
+                "parallel", [label, dtype], step, (state, data), donate=(0,),
                 extra=_collective_cells, shardings=((repl, split), (repl, repl)),
             )  # fmt: skip
 
 
-def run_sampling(rep: Report):
-    todo = [("wavenet", m, b) for m in ("cached", "pallas") for b in (1, 16, 64)]
+def run_sampling(rep: Report, target: str):
+    methods = ("cached", "pallas") if target in GPU_TARGETS else ("cached",)
+    todo = [("wavenet", m, b) for m in methods for b in (1, 16, 64)]
     todo += [(n, "cached", b) for n in ("pixelcnn", "gated_pixelcnn") for b in (1, 16)]
     todo += [("pixelcnn_pp", "cached", b) for b in (1, 16)]
     todo += [("transformer", "cached", b) for b in (1, 16)]
@@ -289,10 +328,10 @@ def run_sampling(rep: Report):
         rep.compile("sampling", [name, method, b], step, args, donate=(0, 1), extra=_kernel_cells)
 
 
-def run_sampler(rep: Report):
+def run_sampler(rep: Report, target: str):
     model = kernels.build("wavenet")
     params = jax.eval_shape(model.init, jax.random.key(0))
-    for method in ("cached", "pallas"):
+    for method in ("cached", "pallas") if target in GPU_TARGETS else ("cached",):
         for b in (1, 64):
 
             def sample(params, key, method=method, b=b):
@@ -311,24 +350,22 @@ def main(argv=None) -> str:
     parts = [p for p in args.only.split(",") if p]
     if args.target not in TARGETS or not parts or set(parts) - set(HEADS):
         raise SystemExit(
-            f"gpu_aot.py: expected --target in {sorted(TARGETS)} and --only a comma list of "
+            f"aot.py: expected --target in {sorted(TARGETS)} and --only a comma list of "
             f"{list(HEADS)}, got --target {args.target!r} --only {args.only!r}"
         )
     device = compile_only_device(args.target)
     rep = Report(device, TARGETS[args.target].memory_bytes)
     runners = {
         "train": run_train,
-        "sampling": run_sampling,
-        "sampler": run_sampler,
+        "sampling": lambda rep: run_sampling(rep, args.target),
+        "sampler": lambda rep: run_sampler(rep, args.target),
         "parallel": lambda rep: run_parallel(rep, args.target),
     }
     for part in parts:
         title, head = HEADS[part]
         print(f"\n{title}:\n\n{head}", flush=True)
         runners[part](rep)
-    command = "python benchmarks/gpu_aot.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = "python benchmarks/aot.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     lines = [
         f"### Compiled for {device.device_kind} on this CPU, not run "
         f"({datetime.date.today().isoformat()})",
