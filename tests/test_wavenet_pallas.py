@@ -118,7 +118,7 @@ def test_pallas_samples_past_the_padded_batch(model_params):
 def test_pallas_step_lowers_to_one_triton_kernel_for_a_gpu(hp, batch):
     """The kernel passes Pallas' Triton lowering for ``cuda`` on this CPU-only machine (power-
     of-2 blocks, no value slices): one Triton custom call and no other, a program per 16
-    streams. Triton's own compile (benchmarks/gpu_aot.py) needs JAX's CUDA plugin; the run, a
+    streams. Triton's own compile (benchmarks/aot.py) needs JAX's CUDA plugin; the run, a
     GPU."""
     model = jaxar.create("wavenet", **hp)
     net, params = model.net, jax.eval_shape(model.init, jax.random.key(0))

@@ -23,7 +23,7 @@ padded residual or skip channel stays 0 (its weights are 0), a padded gate unit 
 in Pallas' interpret mode on the CPU backend (where Pallas has no compiler) and there draws
 the samples of the XLA step from the same key (``tests/test_wavenet_pallas.py``; the sums
 differ from the XLA step's only in rounding order, a past tap at a time). The kernel lowers
-to Triton for ``cuda`` on a CPU-only machine (a test checks it), and ``benchmarks/gpu_aot.py``
+to Triton for ``cuda`` on a CPU-only machine (a test checks it), and ``benchmarks/aot.py``
 compiles it to a cubin for an H200 there; it has never run on a GPU, because none was
 available. On a TPU (Mosaic) it is refused in one line: the buffer would have to stay in HBM
 and move by DMA.
