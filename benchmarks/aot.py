@@ -255,6 +255,10 @@ HEADS = {
 }
 
 
+#: Every model some part compiles (``--models`` picks a subset).
+MODELS = ("wavenet", "pixelcnn", "gated_pixelcnn", "pixelcnn_pp", "transformer")
+
+
 def _kernel_cells(hlo: str) -> list:
     c = kernels.count_kernels(hlo)
     top = sorted(c.by_opcode.items(), key=lambda kv: -kv[1])
@@ -266,8 +270,8 @@ def _kernel_cells(hlo: str) -> list:
     ]
 
 
-def run_train(rep: Report):
-    for name in suite.TRAIN_CONFIGS:
+def run_train(rep: Report, models):
+    for name in [n for n in suite.TRAIN_CONFIGS if n in models]:
         for dtype in ("float32", "bfloat16"):
             step, state, data = _train_program(name, dtype, 64)
             rep.compile("train", [name, dtype], step, (state, data), donate=(0,), flops=True)
@@ -299,7 +303,9 @@ def _train_program(name: str, dtype: str, batch: int):
     return train.make_train_step(model, tx, ema_decay=config.ema_decay), state, data
 
 
-def run_parallel(rep: Report, target: str):
+def run_parallel(rep: Report, target: str, models):
+    if "pixelcnn_pp" not in models:
+        return
     for label, layout in TARGETS[target].eight:
         mesh = parallel.make_mesh(compile_only_devices(target, layout))
         repl, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
@@ -311,7 +317,7 @@ def run_parallel(rep: Report, target: str):
             )  # fmt: skip
 
 
-def run_sampling(rep: Report, target: str):
+def run_sampling(rep: Report, target: str, models):
     gpu = target in GPU_TARGETS
     methods = ("cached", "pallas") if gpu else ("cached",)
     # A TPU runs a compiled program whole, with no launch per fusion: nothing to count there.
@@ -321,7 +327,7 @@ def run_sampling(rep: Report, target: str):
     todo += [("pixelcnn_pp", "cached", b) for b in (1, 16)]
     todo += [("transformer", "cached", b) for b in (1, 16)]
     built = {}
-    for name, method, b in todo:
+    for name, method, b in [t for t in todo if t[0] in models]:
         if name not in built:
             hp = suite.PIXELCNN_PP_PAPER if name == "pixelcnn_pp" else None
             model = kernels.build(name, hparams=hp)
@@ -348,21 +354,27 @@ def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="h200", help=f"one of {sorted(TARGETS)}")
     ap.add_argument("--only", default=",".join(HEADS))
+    ap.add_argument("--models", default=",".join(MODELS), help="a subset of the models")
     ap.add_argument("--out", help="append the table to this markdown file")
     args = ap.parse_args(argv)
     parts = [p for p in args.only.split(",") if p]
+    models = [m for m in args.models.split(",") if m]
     if args.target not in TARGETS or not parts or set(parts) - set(HEADS):
         raise SystemExit(
             f"aot.py: expected --target in {sorted(TARGETS)} and --only a comma list of "
             f"{list(HEADS)}, got --target {args.target!r} --only {args.only!r}"
         )
+    if not models or set(models) - set(MODELS):
+        raise SystemExit(
+            f"aot.py: expected --models a comma list of {list(MODELS)}, got {args.models!r}"
+        )
     device = compile_only_device(args.target)
     rep = Report(device, TARGETS[args.target].memory_bytes)
     runners = {
-        "train": run_train,
-        "sampling": lambda rep: run_sampling(rep, args.target),
-        "sampler": lambda rep: run_sampler(rep, args.target),
-        "parallel": lambda rep: run_parallel(rep, args.target),
+        "train": lambda rep: run_train(rep, models),
+        "sampling": lambda rep: run_sampling(rep, args.target, models),
+        "sampler": lambda rep: run_sampler(rep, args.target) if "wavenet" in models else None,
+        "parallel": lambda rep: run_parallel(rep, args.target, models),
     }
     for part in parts:
         title, head = HEADS[part]

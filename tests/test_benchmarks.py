@@ -318,6 +318,12 @@ def test_aot_says_what_it_needs_in_one_line():
         "of ['train', 'sampling', 'sampler', 'parallel'], got --target 'v100' --only "
         "'train,sampling,sampler,parallel'"
     )
+    rc, err, out = run("--models", "wavenet,bogus")
+    assert rc == 1 and not out, (rc, out)
+    assert err == (
+        "aot.py: expected --models a comma list of ['wavenet', 'pixelcnn', 'gated_pixelcnn', "
+        "'pixelcnn_pp', 'transformer'], got 'wavenet,bogus'"
+    )
     v = jax.__version__
     needs = {
         "jax_cuda12_plugin": (
