@@ -6,7 +6,8 @@ in jaxar's requirements): for GPUs the CUDA plugin, for TPUs libtpu::
     V=$(python -c 'import jax; print(jax.__version__)')
     pip install "jax-cuda12-plugin==$V" "jax-cuda12-pjrt==$V"   # --target h200 | h100
     pip install "jax[tpu]==$V"                                   # --target v5e | v6e
-    python benchmarks/aot.py --target h200 [--only train,sampling,sampler,parallel] [--out F]
+    python benchmarks/aot.py --target h200 [--only train,sampling,sampler,parallel]
+        [--models wavenet,pixelcnn,gated_pixelcnn,pixelcnn_pp,transformer] [--out F]
 
 XLA compiles each program for compile-only devices: a GPU described by :data:`GPU_TARGETS`
 (public data-sheet figures: SMs, memory, shared memory, clock), or a TPU topology libtpu knows
