@@ -26,8 +26,8 @@ says nothing about speed.
 * **train**: the suite's train steps (``benchmarks/suite.py``: PixelCNN++ at the paper's
   CIFAR-10 size, Gated PixelCNN, the Transformer) at batch 64, float32 and bfloat16 compute.
 * **sampling**: one cached sampling step (``kernels.sampling_step``, its state donated): the
-  paper WaveNet with the XLA step ("cached") and the one-kernel Pallas step ("pallas", GPU
-  only: refused on a TPU) at batch 1, 16, 64; the image models of the suite at 32x32x3, batch
+  paper WaveNet with the XLA step ("cached") and the one-kernel Pallas step ("pallas": Triton
+  on a GPU, Mosaic on a TPU) at batch 1, 16, 64; the image models of the suite at 32x32x3, batch
   1 and 16.
 * **sampler**: the whole jitted sampler (``model.sample``, one ``lax.scan``) of the paper
   WaveNet, both methods, batch 1 and 64: the scan, its in-place buffer and the kernel inside
@@ -320,7 +320,7 @@ def run_parallel(rep: Report, target: str, models):
 
 def run_sampling(rep: Report, target: str, models):
     gpu = target in GPU_TARGETS
-    methods = ("cached", "pallas") if gpu else ("cached",)
+    methods = ("cached", "pallas")
     # A TPU runs a compiled program whole, with no launch per fusion: nothing to count there.
     count = _kernel_cells if gpu else (lambda hlo: ["n/a (TPU)", "-", "-"])
     todo = [("wavenet", m, b) for m in methods for b in (1, 16, 64)]
@@ -341,7 +341,7 @@ def run_sampling(rep: Report, target: str, models):
 def run_sampler(rep: Report, target: str):
     model = kernels.build("wavenet")
     params = jax.eval_shape(model.init, jax.random.key(0))
-    for method in ("cached", "pallas") if target in GPU_TARGETS else ("cached",):
+    for method in ("cached", "pallas"):
         for b in (1, 64):
 
             def sample(params, key, method=method, b=b):

@@ -1,6 +1,7 @@
-"""The fused WaveNet decode step: one tap-line buffer (XLA) and one Pallas kernel (interpret mode
-on CPU), against the per-layer blocks and the naive sampler."""
+"""The fused WaveNet decode step: one tap-line buffer (XLA) and one Pallas kernel (Triton's and
+Mosaic's, both in interpret mode on CPU), against the per-layer blocks and the naive sampler."""
 
+import functools
 import os
 import re
 import sys
@@ -88,8 +89,13 @@ def test_pallas_method_draws_the_cached_samples(model_params):
         wavenet_pallas.decode_step(jnp.zeros((2, 5)), lines, rows, w)
     with pytest.raises(ValueError, match=r"lines \(rows, 2, padded\(B\), 16\), .* \(7, 2, 8\)"):
         wavenet_pallas.decode_step(jnp.zeros((2, 4)), jnp.zeros((7, 2, 8)), rows, w)
-    with pytest.raises(ValueError, match="runs on cpu, gpu, cuda, rocm .* not on 'tpu'; sample"):
-        wavenet_pallas.decode_step(jnp.zeros((2, 4)), lines, rows, w, backend="tpu")
+    h = jnp.zeros((2, 4))
+    with pytest.raises(ValueError, match="runs on cpu, gpu, cuda, rocm, tpu .* not on 'metal'; "):
+        wavenet_pallas.decode_step(h, lines, rows, w, backend="metal")
+    with pytest.raises(ValueError, match="on 'tpu' the step compiles the mosaic kernel, got"):
+        wavenet_pallas.decode_step(h, lines, rows, w, backend="tpu", kernel="triton")
+    with pytest.raises(ValueError, match="kernel must be 'triton', 'mosaic' or None, got 'cuda'"):
+        wavenet_pallas.decode_step(h, lines, rows, w, kernel="cuda")
 
 
 def test_pallas_samples_past_the_padded_batch(model_params):
@@ -102,45 +108,69 @@ def test_pallas_samples_past_the_padded_batch(model_params):
     np.testing.assert_array_equal(got, ref)
 
 
+def test_mosaic_kernel_draws_the_cached_samples(model_params, monkeypatch):
+    """The TPU kernel (tap lines in HBM, moved by DMA), in Pallas' TPU interpret mode, which
+    runs its DMAs and semaphores: the XLA step's samples, conditioned, past the padded batch."""
+    model, params = model_params
+    labels = jnp.arange(17, dtype=jnp.int32) % 3
+    ref, ref_lp = model.sample(params, jax.random.key(9), 17, labels, with_log_prob=True)
+    step = functools.partial(wavenet_pallas.decode_step, kernel="mosaic")
+    monkeypatch.setattr(wavenet_pallas, "decode_step", step)
+    got, lp = model.sample(params, jax.random.key(9), 17, labels, "pallas", with_log_prob=True)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_allclose(lp, ref_lp, rtol=1e-5)
+
+
+PAPER = dict(
+    residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64, num_cycles=3,
+    layers_per_cycle=10, length=64,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
 @pytest.mark.parametrize(
     "hp, batch",
     [
-        (dict(residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64,
-              num_cycles=3, layers_per_cycle=10, length=64), 1),
-        (dict(residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64,
-              num_cycles=3, layers_per_cycle=10, length=64), 16),
-        (dict(residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64,
-              num_cycles=3, layers_per_cycle=10, length=64), 64),
+        (PAPER, 1),
+        (PAPER, 16),
+        (PAPER, 64),
+        ({**PAPER, "dtype": "bfloat16"}, 16),
         ({**HP, "kernel_size": 4}, 3),
     ],
-    ids=["paper-b1", "paper-b16", "paper-b64", "tiny-k4-cond-b3"],
-)  # fmt: skip
-def test_pallas_step_lowers_to_one_triton_kernel_for_a_gpu(hp, batch):
-    """The kernel passes Pallas' Triton lowering for ``cuda`` on this CPU-only machine (power-
-    of-2 blocks, no value slices): one Triton custom call and no other, a program per 16
-    streams. Triton's own compile (benchmarks/aot.py) needs JAX's CUDA plugin; the run, a
-    GPU."""
+    ids=["paper-b1", "paper-b16", "paper-b64", "paper-bf16-b16", "tiny-k4-cond-b3"],
+)
+def test_pallas_step_lowers_to_one_kernel_for_an_accelerator(hp, batch, platform):
+    """The step passes Pallas' lowering on this CPU-only machine: for ``cuda`` to Triton
+    (power-of-2 blocks, no value slices), one Triton custom call and no other, a program per
+    16 streams; for ``tpu`` to Mosaic, one TPU custom call and no other. The compilers'
+    own passes (Triton's PTX, libtpu's Mosaic) run in benchmarks/aot.py, the run needs the
+    accelerator."""
     model = jaxar.create("wavenet", **hp)
     net, params = model.net, jax.eval_shape(model.init, jax.random.key(0))
-    dil = net.dilations
+    dil, dtype = net.dilations, net.dtype
     cond = None
     if model.num_classes:
-        cond = jax.ShapeDtypeStruct((batch, len(dil) * net.gate_channels), jnp.float32)
+        cond = jax.ShapeDtypeStruct((batch, len(dil) * net.gate_channels), dtype)
 
     def step(params, h, lines, t, cond):
         head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
-        packed = wavenet_pallas.pack(nnw.stack_blocks(params, len(dil)), head)
+        packed = wavenet_pallas.pack(nnw.stack_blocks(params, len(dil), dtype), head)
         rows = nnw.line_rows(t, dil)
-        return wavenet_pallas.decode_step(h, lines, rows, packed, cond, backend="gpu")
+        return wavenet_pallas.decode_step(h, lines, rows, packed, cond, backend=platform)
 
-    h = jax.ShapeDtypeStruct((batch, net.residual_channels), jnp.float32)
+    h = jax.ShapeDtypeStruct((batch, net.residual_channels), dtype)
     lines = jax.eval_shape(
-        lambda: wavenet_pallas.init_lines(sum(dil), batch, net.kernel_size, net.residual_channels)
+        lambda: wavenet_pallas.init_lines(
+            sum(dil), batch, net.kernel_size, net.residual_channels, dtype
+        )
     )
     t = jax.ShapeDtypeStruct((), jnp.int32)
-    lowered = jax.jit(step).trace(params, h, lines, t, cond).lower(lowering_platforms=("cuda",))
+    lowered = jax.jit(step).trace(params, h, lines, t, cond).lower(lowering_platforms=(platform,))
     text = lowered.as_text()
     calls = re.findall(r"custom_call @([\w$.]+)", text)
+    if platform == "tpu":
+        assert calls == ["tpu_custom_call"], calls
+        return
     assert calls == ["__gpu$xla.gpu.triton"], calls
     # one program per 16 streams: blocks of the batch run side by side
     programs = wavenet_pallas.padded(batch) // wavenet_pallas.BLOCK

@@ -255,8 +255,8 @@ class WaveNet(AutoregressiveModel):
     """WaveNet over mu-law audio with exact likelihood, cached (fast) and naive samplers.
 
     ``method="pallas"`` samples with the cached sampler whose decode step is one Pallas kernel
-    (:func:`jaxar.nn.wavenet_pallas.decode_step`: Triton on a GPU, interpret mode on CPU): on
-    CPU the same samples as ``"cached"`` from the same key.
+    (:func:`jaxar.nn.wavenet_pallas.decode_step`: Triton on a GPU, Mosaic on a TPU, interpret
+    mode on CPU): on CPU the same samples as ``"cached"`` from the same key.
     """
 
     sample_methods = ("cached", "naive", "pallas")

@@ -12,21 +12,35 @@ runs the head (ReLU -> 1x1 -> ReLU -> 1x1) and writes the logits. The streams of
 independent, so the kernel's grid runs one program per :data:`BLOCK` (16) of them: on a GPU,
 blocks of the batch on as many SMs at once, each reading every layer's weights.
 
-**Written for the Triton backend of Pallas** (GPU), whose constraints shape the code: every
-array the kernel loads or multiplies has power-of-2 sizes, every matrix product is at least
-16 x 16 x 16, and no value is sliced or concatenated in the kernel. So :func:`pack` splits the
-weights by gate half and by tap and zero-pads every width to :func:`padded` (a power of 2, at
-least 16), and the buffer keeps one ``(B', C')`` block per tap: shape ``(sum d_l, k - 1, B',
-C')`` (:func:`init_lines`), ``B'`` the padded batch. Zero padding changes no real output: a
-padded residual or skip channel stays 0 (its weights are 0), a padded gate unit is
-``tanh(0) * sigmoid(.) = 0``, and padded batch rows and logits are cut off. The same code runs
-in Pallas' interpret mode on the CPU backend (where Pallas has no compiler) and there draws
-the samples of the XLA step from the same key (``tests/test_wavenet_pallas.py``; the sums
-differ from the XLA step's only in rounding order, a past tap at a time). The kernel lowers
-to Triton for ``cuda`` on a CPU-only machine (a test checks it), and ``benchmarks/aot.py``
-compiles it to a cubin for an H200 there; it has never run on a GPU, because none was
-available. On a TPU (Mosaic) it is refused in one line: the buffer would have to stay in HBM
-and move by DMA.
+Two kernels, one per Pallas compiler, share the weights' packing, the buffer's layout and the
+layers' arithmetic:
+
+* **Triton** (GPUs), :func:`_kernel`, whose constraints shape both: every array the kernel loads
+  or multiplies has power-of-2 sizes, every matrix product is at least 16 x 16 x 16, and no
+  value is sliced or concatenated in the kernel. So :func:`pack` splits the weights by gate half
+  and by tap and zero-pads every width to :func:`padded` (a power of 2, at least 16), and the
+  buffer keeps one ``(B', C')`` block per tap: shape ``(sum d_l, k - 1, B', C')``
+  (:func:`init_lines`), ``B'`` the padded batch. The grid runs one program per :data:`BLOCK`
+  streams; the buffer is read and written in global memory where it lies.
+* **Mosaic** (TPUs), :func:`_mosaic_kernel`: the buffer is too big for VMEM and a step needs
+  one row of it per layer, so it stays in HBM (``pl.ANY``) and moves by DMA, every layer's row
+  requested before the first layer runs and its new taps sent back while the next layers run.
+  The weights go to VMEM whole. One program: a TPU core runs a grid's steps in turn.
+
+Zero padding changes no real output: a padded residual or skip channel stays 0 (its weights are
+0), a padded gate unit is ``tanh(0) * sigmoid(.) = 0``, and padded batch rows and logits are cut
+off. Matrix products accumulate in float32 and the gate is computed in float32 (neither Triton
+nor a v5e computes it in bfloat16); each result is rounded to the compute dtype, as XLA's step
+rounds its own. Both kernels run in Pallas' interpret mode on the CPU backend (where Pallas has no
+compiler; Mosaic's interpret mode runs the DMAs and semaphores too) and there draw the samples of
+the XLA step from the same key (``tests/test_wavenet_pallas.py``; the sums differ from the XLA
+step's only in rounding order, a past tap at a time). Both lower for their accelerator on a
+CPU-only machine (a test checks it, in float32 and bfloat16), and ``benchmarks/aot.py`` compiles
+them with the accelerators' own compilers: to a cubin for an H200, through libtpu's Mosaic for a
+TPU v5e and v6e. Neither has run on its accelerator, because none was available.
+
+On a TPU the ``(B', C')`` blocks are tiled 8 x 128, so a ``C'`` of 64 (the paper's) takes twice
+its size in HBM and in each DMA: 50 MB at batch 16, 200 MB at batch 64 for the paper's buffer.
 """
 
 from __future__ import annotations
@@ -36,12 +50,17 @@ import jax.numpy as jnp
 from flax import struct
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
-__all__ = ["BACKENDS", "BLOCK", "Packed", "decode_step", "init_lines", "pack", "padded"]
+__all__ = ["BACKENDS", "BLOCK", "KERNELS", "Packed", "decode_step", "init_lines", "pack", "padded"]
 
-#: The backends the kernel runs on: interpreted on CPU, compiled by Triton on GPUs.
-BACKENDS = ("cpu", "gpu", "cuda", "rocm")
+#: The kernel each backend compiles: Triton's on a GPU, Mosaic's (tap lines moved by DMA) on a
+#: TPU. On CPU, where Pallas has no compiler, either one runs in its interpret mode.
+KERNELS = {"gpu": "triton", "cuda": "triton", "rocm": "triton", "tpu": "mosaic"}
+
+#: The backends the step runs on.
+BACKENDS = ("cpu", *KERNELS)
 
 
 def padded(n: int) -> int:
@@ -117,14 +136,21 @@ def pack(w: dict, head: dict) -> Packed:
     return Packed(weights, c, g, levels)
 
 
+def _gate(a, b):
+    """``tanh(a) * sigmoid(b)`` in float32, in ``a``'s dtype: neither Triton (no bfloat16
+    division) nor a v5e (no bfloat16 vector unit) computes it in bfloat16."""
+    f32 = jnp.float32
+    return (jnp.tanh(a.astype(f32)) * jax.nn.sigmoid(b.astype(f32))).astype(a.dtype)
+
+
 def _kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_ref, rb_ref,
             s_ref, sb_ref, hk_ref, hb_ref, lk_ref, lb_ref, lines_ref, logits_ref,
             lines_out_ref):  # fmt: skip
     del lines_ref  # aliased with lines_out_ref: read and written through that one
     num_layers, taps = pa_ref.shape[:2]
 
-    def dot(x, y):
-        return jnp.dot(x, y, preferred_element_type=x.dtype)
+    def dot(x, y):  # accumulated in float32, rounded to x's dtype like XLA's dot
+        return jnp.dot(x, y, preferred_element_type=jnp.float32).astype(x.dtype)
 
     def layer(i, carry):
         h, skip = carry
@@ -135,7 +161,7 @@ def _kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_r
             a, b = a + dot(past[j], pa_ref[i, j]), b + dot(past[j], pb_ref[i, j])
         a = dot(h, ca_ref[i]) + (a + ga_ref[i])  # ga/gb: the conv bias plus conditioning
         b = dot(h, cb_ref[i]) + (b + gb_ref[i])
-        z = jnp.tanh(a) * jax.nn.sigmoid(b)
+        z = _gate(a, b)
         for j in range(taps - 1):
             lines_out_ref[row, j] = past[j + 1]
         lines_out_ref[row, taps - 1] = h
@@ -148,22 +174,88 @@ def _kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_r
     logits_ref[...] = (dot(hidden, lk_ref[...]) + lb_ref[...]).astype(logits_ref.dtype)
 
 
-def decode_step(h, lines, rows, packed: Packed, cond=None, *, backend: str | None = None):
+def _mosaic_kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_ref,
+                   rb_ref, s_ref, sb_ref, hk_ref, hb_ref, lk_ref, lb_ref, lines_ref, logits_ref,
+                   lines_out_ref, past_ref, new_ref, sems):  # fmt: skip
+    """The TPU kernel: :func:`_kernel`'s layers and head, with the tap-line buffer left in HBM.
+
+    The buffer (``sum d_l`` rows: 3,069 for the paper's dilations) moves by DMA: every layer's
+    row is requested before the first layer runs (the rows are known from ``rows``, in SMEM),
+    each layer waits for its own, and its new taps go back by DMA while the next layers run; the
+    kernel ends when every write has landed. The rows are distinct, so no read meets a write.
+    """
+    del lines_ref  # aliased with lines_out_ref: read and written through that one
+    num_layers, taps = pa_ref.shape[:2]
+
+    def read(i):
+        return pltpu.make_async_copy(lines_out_ref.at[rows_ref[i]], past_ref.at[i], sems.at[0, i])
+
+    def write(i):
+        return pltpu.make_async_copy(new_ref.at[i], lines_out_ref.at[rows_ref[i]], sems.at[1, i])
+
+    def dot(x, y):  # the MXU accumulates in float32; rounded to x's dtype like XLA's dot
+        return jnp.dot(x, y, preferred_element_type=jnp.float32).astype(x.dtype)
+
+    def layer(i, carry):
+        h, skip = carry
+        read(i).wait()
+        past = [past_ref[i, j] for j in range(taps)]  # x_{t-(k-1)d} .. x_{t-d}
+        a, b = dot(past[0], pa_ref[i, 0]), dot(past[0], pb_ref[i, 0])
+        for j in range(1, taps):
+            a, b = a + dot(past[j], pa_ref[i, j]), b + dot(past[j], pb_ref[i, j])
+        a = dot(h, ca_ref[i]) + (a + ga_ref[i])
+        b = dot(h, cb_ref[i]) + (b + gb_ref[i])
+        z = _gate(a, b)
+        for j in range(taps - 1):
+            new_ref[i, j] = past[j + 1]
+        new_ref[i, taps - 1] = h
+        write(i).start()
+        return h + (dot(z, r_ref[i]) + rb_ref[i]), skip + (dot(z, s_ref[i]) + sb_ref[i])
+
+    def each(op):
+        def body(i, carry):
+            op(i)
+            return carry
+
+        lax.fori_loop(0, num_layers, body, 0)
+
+    each(lambda i: read(i).start())
+    h0 = h_ref[...]
+    skip0 = jnp.zeros((h0.shape[0], s_ref.shape[-1]), h0.dtype)
+    _, skip = lax.fori_loop(0, num_layers, layer, (h0, skip0))
+    hidden = jnp.maximum(dot(jnp.maximum(skip, 0.0), hk_ref[...]) + hb_ref[...], 0.0)
+    logits_ref[...] = (dot(hidden, lk_ref[...]) + lb_ref[...]).astype(logits_ref.dtype)
+    each(lambda i: write(i).wait())
+
+
+def decode_step(
+    h, lines, rows, packed: Packed, cond=None, *, backend: str | None = None,
+    kernel: str | None = None,
+):  # fmt: skip
     """One decode step of a whole WaveNet in one kernel: ``(logits (B, N), new lines)``.
 
     ``h`` ``(B, C)``: the embedded previous sample; ``lines``: the kernel's buffer
     (:func:`init_lines`); ``rows``: :func:`~jaxar.nn.wavenet.line_rows` of the step;
     ``packed``: :func:`pack` of the weights; ``cond`` ``(B, L G)`` or None: the per-layer
-    conditioning, as for :func:`~jaxar.nn.wavenet.decode_layers`. ``backend``: "cpu" for
-    interpret mode, a GPU's name for Triton, or None (the default) for the platform the
-    program is lowered for (``lax.platform_dependent``: a program lowered ahead of time for a
-    GPU gets the Triton kernel). ``lines`` is updated in place where the caller donates it
-    (inside the sampler's scan it is).
+    conditioning, as for :func:`~jaxar.nn.wavenet.decode_layers`. ``backend``: the platform
+    to run on ("cpu": interpret mode; a GPU: Triton; "tpu": Mosaic), or None (the default) for
+    the platform the program is lowered for (``lax.platform_dependent``: a program lowered
+    ahead of time for a GPU gets the Triton kernel, for a TPU the Mosaic one). ``kernel``:
+    "triton" or "mosaic", the kernel to interpret on CPU (default: Triton's); elsewhere the
+    backend's own (:data:`KERNELS`). ``lines`` is updated in place where the caller donates
+    it (inside the sampler's scan it is).
     """
-    if (jax.default_backend() if backend is None else backend) not in BACKENDS:
+    on = jax.default_backend() if backend is None else backend
+    if on not in BACKENDS:
         raise ValueError(
-            f"the Pallas WaveNet step runs on {', '.join(BACKENDS)} (Triton on a GPU), "
-            f"not on {backend or jax.default_backend()!r}; sample with method='cached'"
+            f"the Pallas WaveNet step runs on {', '.join(BACKENDS)} (Triton on a GPU, Mosaic on "
+            f"a TPU), not on {on!r}; sample with method='cached'"
+        )
+    if kernel not in (None, "triton", "mosaic"):
+        raise ValueError(f"kernel must be 'triton', 'mosaic' or None, got {kernel!r}")
+    if backend not in (None, "cpu") and kernel not in (None, KERNELS[backend]):
+        raise ValueError(
+            f"on {backend!r} the step compiles the {KERNELS[backend]} kernel, got kernel={kernel!r}"
         )
     p = packed.weights
     num_layers, taps, cp, hp = p["past_a"].shape
@@ -197,27 +289,51 @@ def decode_step(h, lines, rows, packed: Packed, cond=None, *, backend: str | Non
         jax.ShapeDtypeStruct((bp, p["logits"].shape[-1]), dtype),
         jax.ShapeDtypeStruct(lines.shape, lines.dtype),
     )
-    # One program per BLOCK streams: the streams are independent, so blocks of the batch run
-    # on as many SMs at once; every program reads all the weights.
-    specs = [_spec(a, axis) for a, axis in blocked]
-    out_specs = (_spec(out_shape[0], 0), _spec(out_shape[1], 2))
+    aliases = {len(args) - 1: 1}  # the buffer is updated in place
 
-    def call(interpret):
+    def triton(interpret):
+        # One program per BLOCK streams: the streams are independent, so blocks of the batch
+        # run on as many SMs at once; every program reads all the weights.
         return pl.pallas_call(
             _kernel,
             out_shape=out_shape,
             grid=(bp // BLOCK,),
-            in_specs=specs,
-            out_specs=out_specs,
-            input_output_aliases={len(args) - 1: 1},
+            in_specs=[_spec(a, axis) for a, axis in blocked],
+            out_specs=(_spec(out_shape[0], 0), _spec(out_shape[1], 2)),
+            input_output_aliases=aliases,
             interpret=interpret,
             compiler_params=None if interpret else pltriton.CompilerParams(num_warps=4),
             name="wavenet_decode_step",
         )
 
+    def mosaic(interpret):
+        # One program: a TPU core runs a grid's steps one after another, so blocks of the
+        # batch would only add DMAs. The weights go to VMEM whole; the buffer stays in HBM.
+        vmem, hbm = pl.BlockSpec(memory_space=pltpu.VMEM), pl.BlockSpec(memory_space=pl.ANY)
+        smem = pl.BlockSpec(memory_space=pltpu.SMEM)
+        taps_shape = (num_layers, taps, bp, cp)
+        return pl.pallas_call(
+            _mosaic_kernel,
+            out_shape=out_shape,
+            in_specs=[vmem, smem, *[vmem] * (len(args) - 3), hbm],
+            out_specs=(vmem, hbm),
+            scratch_shapes=[
+                pltpu.VMEM(taps_shape, lines.dtype),  # the layers' past taps, read by DMA
+                pltpu.VMEM(taps_shape, lines.dtype),  # their new taps, written by DMA
+                pltpu.SemaphoreType.DMA((2, num_layers)),
+            ],
+            input_output_aliases=aliases,
+            interpret=pltpu.InterpretParams() if interpret else False,
+            name="wavenet_decode_step",
+        )
+
+    build = {"triton": triton, "mosaic": mosaic}
     if backend is None:  # chosen when lowering, by the platform lowered for (AOT too)
-        triton = call(False)
-        logits, lines = lax.platform_dependent(*args, cpu=call(True), cuda=triton, rocm=triton)
+        on_gpu = triton(False)
+        logits, lines = lax.platform_dependent(
+            *args, cpu=build[kernel or "triton"](True), cuda=on_gpu, rocm=on_gpu, tpu=mosaic(False)
+        )
     else:
-        logits, lines = call(backend == "cpu")(*args)
+        chosen = kernel or KERNELS.get(backend, "triton")
+        logits, lines = build[chosen](backend == "cpu")(*args)
     return logits[:batch, :levels], lines
