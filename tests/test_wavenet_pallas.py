@@ -121,6 +121,31 @@ def test_mosaic_kernel_draws_the_cached_samples(model_params, monkeypatch):
     np.testing.assert_allclose(lp, ref_lp, rtol=1e-5)
 
 
+def test_mosaic_kernel_dmas_do_not_race(model_params, monkeypatch):
+    """Pallas' TPU interpret mode with its race detector (vector clocks over every load, store
+    and DMA): no DMA of the tap lines overlaps a store or load of the same VMEM or HBM bytes.
+    It finds one when a layer starts its write-back before storing the new taps."""
+    ipc = pytest.importorskip("jax._src.pallas.mosaic.interpret.interpret_pallas_call")
+    if not hasattr(ipc, "races"):
+        pytest.skip("this jax keeps the TPU interpret mode's race detector elsewhere")
+    model, params = model_params
+    net = model.net
+    head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
+    packed = wavenet_pallas.pack(nnw.stack_blocks(params, len(net.dilations)), head)
+    lines = wavenet_pallas.init_lines(sum(net.dilations), 3, net.kernel_size, 4)
+    params_cls = wavenet_pallas.pltpu.InterpretParams
+    monkeypatch.setattr(
+        wavenet_pallas.pltpu, "InterpretParams", lambda: params_cls(detect_races=True)
+    )
+    h = jax.random.normal(jax.random.key(1), (3, 4))
+    cond = jax.random.normal(jax.random.key(2), (3, len(net.dilations) * net.gate_channels))
+    for t in range(3):  # every layer's phase wraps at least once (dilations 1, 2)
+        rows = nnw.line_rows(jnp.int32(t), net.dilations)
+        logits, lines = wavenet_pallas.decode_step(h, lines, rows, packed, cond, kernel="mosaic")
+        jax.block_until_ready(logits)
+        assert ipc.races is not None and not ipc.races.races_found, f"a race at step {t}"
+
+
 PAPER = dict(
     residual_channels=64, gate_channels=128, skip_channels=64, head_channels=64, num_cycles=3,
     layers_per_cycle=10, length=64,
