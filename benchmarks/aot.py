@@ -30,8 +30,8 @@ says nothing about speed.
   on a GPU, Mosaic on a TPU) at batch 1, 16, 64; the image models of the suite at 32x32x3, batch
   1 and 16.
 * **sampler**: the whole jitted sampler (``model.sample``, one ``lax.scan``) of the paper
-  WaveNet, both methods, batch 1 and 64: the scan, its in-place buffer and the kernel inside
-  its loop compile together.
+  WaveNet, both methods, float32 and bfloat16 compute, batch 1 and 64: the scan, its in-place
+  buffer and the kernel inside its loop compile together.
 * **parallel**: the runner's data-parallel train step (``jaxar.parallel``'s mesh, the state
   replicated, the batch split) of PixelCNN++ at the paper size, 64 examples per device, over 8
   compile-only devices as one host and as two hosts of four: its collectives and its memory
@@ -245,7 +245,7 @@ HEADS = {
     ),
     "sampler": (
         "Whole samplers (one lax.scan), paper WaveNet, 2,000 samples per stream",
-        "| method | batch | compile s | device memory GiB (of target) | note |",
+        "| method | dtype | batch | compile s | device memory GiB (of target) | note |",
     ),
     "parallel": (
         "The runner's data-parallel train step (jaxar.parallel mesh, batch 64 per device, "
@@ -339,16 +339,17 @@ def run_sampling(rep: Report, target: str, models):
 
 
 def run_sampler(rep: Report, target: str):
-    model = kernels.build("wavenet")
-    params = jax.eval_shape(model.init, jax.random.key(0))
-    for method in ("cached", "pallas"):
-        for b in (1, 64):
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    for dtype in ("float32", "bfloat16"):
+        model = kernels.build("wavenet", hparams={"dtype": dtype})
+        params = jax.eval_shape(model.init, jax.random.key(0))
+        for method in ("cached", "pallas"):
+            for b in (1, 64):
 
-            def sample(params, key, method=method, b=b):
-                return model.sample(params, key, b, None, method)
+                def sample(params, key, model=model, method=method, b=b):
+                    return model.sample(params, key, b, None, method)
 
-            key = jax.eval_shape(lambda: jax.random.key(0))
-            rep.compile("sampler", [method, b], sample, (params, key))
+                rep.compile("sampler", [method, dtype, b], sample, (params, key))
 
 
 def main(argv=None) -> str:

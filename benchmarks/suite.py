@@ -23,8 +23,9 @@ Measured, each on the default device (``jax.devices()[0]``; one device, no data 
   ``--wavenet-length`` samples per stream with the XLA step ("cached") and the one-kernel
   Pallas step ("pallas"), batch 1, 16, 64: samples/s (all streams) and the real-time factor of
   one stream at 16 kHz (steps/s / 16,000; > 1 is faster than real time), and for "pallas" the
-  fraction of its samples equal to the XLA step's from the same key (1 on CPU; on a GPU the
-  two steps' rounding differs, e.g. XLA may multiply in TF32 and the kernel does not).
+  fraction of its samples equal to the XLA step's from the same key (1 on CPU; on an
+  accelerator the two steps round differently: both multiply float32 at the platform's
+  default precision, TF32 on recent NVIDIA GPUs, but not in the same order or fusions).
 * **kernels**: kernels per cached sampling step counted in the compiled HLO
   (``benchmarks/kernels.py`` says exactly what is counted).
 
