@@ -245,7 +245,8 @@ HEADS = {
     ),
     "sampler": (
         "Whole samplers (one lax.scan), paper WaveNet, 2,000 samples per stream",
-        "| method | dtype | batch | compile s | device memory GiB (of target) | note |",
+        "| method | dtype | batch | compile s | device memory GiB (of target) "
+        "| Pallas kernel's operands, by memory (TPU) | note |",
     ),
     "parallel": (
         "The runner's data-parallel train step (jaxar.parallel mesh, batch 64 per device, "
@@ -269,6 +270,21 @@ def _kernel_cells(hlo: str) -> list:
         ", ".join(f"{k} {v}" for k, v in top),
         ", ".join(f"{k} {v}" for k, v in calls.most_common()) or "-",
     ]
+
+
+def _placement_cells(hlo: str) -> list:
+    """Where XLA placed the operands of each Mosaic (Pallas TPU) call of ``hlo``: memory space
+    1 (``S(1)`` in a layout) is VMEM, no space HBM; the HBM operands are named by shape. On
+    a TPU, an operand XLA keeps in VMEM across a loop's iterations is not copied in per call."""
+    shapes = dict(re.findall(r"^\s*(?:ROOT )?(%[\w.\-]+) = (\S+)", hlo, re.M))
+    cells = []
+    for operands in re.findall(r"custom-call\(([^)]*)\)[^\n]*tpu_custom_call", hlo):
+        names = re.sub(r"/\*index=\d+\*/", "", operands).split(",")
+        placed = [shapes.get(n.strip(), "?") for n in names if n.strip()]
+        hbm = [a.split("{")[0] for a in placed if "S(1)" not in a]
+        cell = f"{len(placed) - len(hbm)} in VMEM, {len(hbm)} in HBM"
+        cells.append(cell + (f" ({', '.join(hbm)})" if hbm else ""))
+    return ["; ".join(sorted(set(cells))) or "-"]
 
 
 def run_train(rep: Report, models):
@@ -349,7 +365,9 @@ def run_sampler(rep: Report, target: str):
                 def sample(params, key, model=model, method=method, b=b):
                     return model.sample(params, key, b, None, method)
 
-                rep.compile("sampler", [method, dtype, b], sample, (params, key))
+                rep.compile(
+                    "sampler", [method, dtype, b], sample, (params, key), extra=_placement_cells
+                )
 
 
 def main(argv=None) -> str:
