@@ -339,3 +339,27 @@ def test_aot_says_what_it_needs_in_one_line():
             rc, err, out = run("--target", target, "--only", "sampling")
             assert rc == 1 and not out, (rc, out)
             assert err.startswith(f"aot.py: expected {need} for --target {target}, got: "), err
+
+
+def test_aot_says_where_the_tpu_kernel_operands_live(monkeypatch):
+    """The sampler table's placement column reads each Mosaic call's operands in the compiled
+    HLO: memory space 1 (``S(1)``) is VMEM, none is HBM, named by shape."""
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # what aot.py sets on import; restored after
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
+    import aot
+
+    hlo = "\n".join(
+        [
+            "  %w.1 = f32[30,64,64]{2,1,0:T(8,128)S(1)} get-tuple-element(%t), index=1",
+            "  %rows = s32[30]{0:T(128)S(1)} fusion(%a), kind=kLoop",
+            "  %lines.2 = f32[3069,2,64,64]{3,2,1,0:T(8,128)} get-tuple-element(%t), index=2",
+            "  %k = (f32[64,256]{1,0}, f32[3069,2,64,64]{3,2,1,0:T(8,128)}) custom-call(%w.1, "
+            '%rows, /*index=2*/%lines.2), custom_call_target="tpu_custom_call"',
+            '  %c = f32[8]{0} custom-call(%w.1), custom_call_target="Sharding"',
+        ]
+    )
+    assert aot._placement_cells(hlo) == ["2 in VMEM, 1 in HBM (f32[3069,2,64,64])"]
+    assert aot._placement_cells(hlo.replace("T(8,128)}", "T(8,128)S(1)}")) == [
+        "3 in VMEM, 0 in HBM"
+    ]
+    assert aot._placement_cells(hlo.replace("tpu_custom_call", "other")) == ["-"]
