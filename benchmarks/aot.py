@@ -294,13 +294,23 @@ def run_train(rep: Report, models):
             rep.compile("train", [name, dtype], step, (state, data), donate=(0,), flops=True)
 
 
+_COLLECTIVE = re.compile(
+    r"\s((?:all-reduce|all-gather|all-to-all|reduce-scatter|collective-permute)"
+    r"(?:-start|-done)?)\(([^)]*)\)"
+)
+
+
 def _collective_cells(hlo: str) -> list:
-    ops = Counter(
-        op
-        for op in re.findall(r"=\s+\S+\s+([\w-]+)\(", hlo)
-        if op.startswith(("all-", "reduce-scatter", "collective-"))
-    )
-    return [", ".join(f"{k} {v}" for k, v in ops.most_common()) or "none"]
+    """The collectives of ``hlo`` by opcode, with the arrays they carry where one carries
+    several (XLA's TPU backend combines a step's all-reduces into one of a tuple)."""
+    ops, arrays = Counter(), Counter()
+    for op, operands in _COLLECTIVE.findall(hlo):
+        ops[op] += 1
+        arrays[op] += operands.count("%")
+    cells = [
+        f"{k} {v}" + (f" ({arrays[k]} arrays)" if arrays[k] > v else "") for k, v in ops.items()
+    ]
+    return [", ".join(cells) or "none"]
 
 
 def _train_program(name: str, dtype: str, batch: int):

@@ -363,3 +363,27 @@ def test_aot_says_where_the_tpu_kernel_operands_live(monkeypatch):
         "3 in VMEM, 0 in HBM"
     ]
     assert aot._placement_cells(hlo.replace("tpu_custom_call", "other")) == ["-"]
+
+
+def test_aot_counts_collectives_of_a_tuple_too(monkeypatch):
+    """The parallel table's collectives: GPU-style async pairs, and the TPU backend's one
+    all-reduce of a tuple (its shape has spaces), with the arrays it carries."""
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
+    import aot
+
+    gpu = "\n".join(
+        [
+            "  %s.1 = f32[64]{0} all-reduce-start(%g.1), channel_id=1, to_apply=%add",
+            "  %d.1 = f32[64]{0} all-reduce-done(%s.1)",
+            "  %s.2 = f32[8]{0} all-reduce-start(%g.2), channel_id=2, to_apply=%add",
+            "  %d.2 = f32[8]{0} all-reduce-done(%s.2)",
+        ]
+    )
+    assert aot._collective_cells(gpu) == ["all-reduce-start 2, all-reduce-done 2"]
+    tpu = (
+        "  %all-reduce.4 = (f32[64,64]{1,0:T(8,128)S(1)}, f32[]{:T(128)}, f32[]{:T(128)}) "
+        "all-reduce(%fusion, %fusion.2, %convolution_reduce_fusion), channel_id=1"
+    )
+    assert aot._collective_cells(tpu) == ["all-reduce 1 (3 arrays)"]
+    assert aot._collective_cells("  %f = f32[8]{0} fusion(%a), kind=kLoop") == ["none"]
