@@ -7,7 +7,9 @@ Each finished checkpoint is sealed: once orbax has written it, process 0 records
 sha256 of every file in the step's folder in ``jaxar_checksum.json`` beside orbax's files.
 Restoring verifies them first, so a truncated, zeroed, deleted or bit-flipped file is found
 before any of it is used. A step without that file (written before checksums, or killed between
-orbax's rename and the seal) is restored unverified.
+orbax's rename and the seal) has no checksums to check: every value of its OCDBT stores is read
+once first (:func:`unreadable_values`), so a truncated or missing data file is found before orbax
+starts a restore that would fail halfway (and leave its reads in flight on a closed event loop).
 
 ``restore(target, "latest")`` takes the newest step that verifies and restores, logging a warning
 that names every newer step it skipped and why; an explicitly requested step (or ``"best"``) that
@@ -30,7 +32,14 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-__all__ = ["CHECKSUM_FILE", "CheckpointError", "Checkpointer", "file_checksums", "verify_step"]
+__all__ = [
+    "CHECKSUM_FILE",
+    "CheckpointError",
+    "Checkpointer",
+    "file_checksums",
+    "unreadable_values",
+    "verify_step",
+]
 
 log = logging.getLogger("jaxar")
 
@@ -100,6 +109,34 @@ def verify_step(step_dir: str) -> tuple[bool, str | None]:
     if extra:
         return True, f"has files that were not saved with it: {', '.join(extra[:3])}"
     return True, None
+
+
+def unreadable_values(step_dir: str) -> str | None:
+    """What stops the values of ``step_dir``'s OCDBT stores (each item folder with a
+    ``manifest.ocdbt``, orbax's default format) from being read, or None when every value
+    reads. Each store is listed and every value read through tensorstore's own futures, all
+    waited for here: the check reads what a restore would, and leaves nothing in flight."""
+    import tensorstore as ts
+
+    for item in sorted(os.listdir(step_dir)):
+        folder = os.path.join(step_dir, item)
+        if not os.path.isfile(os.path.join(folder, "manifest.ocdbt")):
+            continue
+        spec = {"driver": "ocdbt", "base": "file://" + os.path.abspath(folder) + "/"}
+        try:
+            store = ts.KvStore.open(spec).result()
+            reads = [store.read(key) for key in store.list().result()]
+        except Exception as e:  # an unreadable manifest or tree
+            return f"has an unreadable value in {item}/ ({_first_line(e)})"
+        problem = None
+        for read in reads:  # wait for every read, failed or not
+            try:
+                read.result()
+            except Exception as e:
+                problem = problem or f"has an unreadable value in {item}/ ({_first_line(e)})"
+        if problem:
+            return problem
+    return None
 
 
 def _first_line(e: BaseException) -> str:
@@ -208,6 +245,8 @@ class Checkpointer:
         verifies but does not restore, or any step whose tree differs from ``target``'s, raises
         orbax's error (the target is at fault, not the checkpoint)."""
         sealed, problem = self._verify(manager, step)
+        if problem is None and not sealed:
+            problem = unreadable_values(self._step_dir(manager, step))
         if problem is not None:
             return None, problem
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
