@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "ben
 import kernels
 
 HP = dict(
-    length=20, num_levels=16, residual_channels=4, gate_channels=8, skip_channels=6,
+    length=20, num_levels=12, residual_channels=4, gate_channels=8, skip_channels=6,
     head_channels=5, num_cycles=2, layers_per_cycle=2, num_classes=3,
 )  # fmt: skip
 
