@@ -143,49 +143,68 @@ def _gate(a, b):
     return (jnp.tanh(a.astype(f32)) * jax.nn.sigmoid(b.astype(f32))).astype(a.dtype)
 
 
-def _kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_ref, rb_ref,
-            s_ref, sb_ref, hk_ref, hb_ref, lk_ref, lb_ref, lines_ref, logits_ref,
-            lines_out_ref):  # fmt: skip
-    del lines_ref  # aliased with lines_out_ref: read and written through that one
-    num_layers, taps = pa_ref.shape[:2]
+def _dot(x, y):
+    """``x @ y`` accumulated in float32 (the only accumulator Mosaic's matrix unit takes) and
+    rounded to ``x``'s dtype, like XLA's dot."""
+    return jnp.dot(x, y, preferred_element_type=jnp.float32).astype(x.dtype)
 
-    def dot(x, y):  # accumulated in float32, rounded to x's dtype like XLA's dot
-        return jnp.dot(x, y, preferred_element_type=jnp.float32).astype(x.dtype)
+
+def _network(h_ref, weights, logits_ref, read_taps, write_taps):
+    """The layers and the head, the arithmetic both kernels share. ``weights``: the packed
+    refs, in :func:`decode_step`'s order; ``read_taps(i)``: layer ``i``'s ``k - 1`` past taps
+    ``x_{t-(k-1)d} .. x_{t-d}``; ``write_taps(i, taps)`` stores its new ones. The kernels
+    differ only in where the taps are (global memory for Triton; HBM, moved by DMA, for
+    Mosaic)."""
+    pa, pb, ca, cb, ga, gb, r, rb, s, sb, hk, hb, lk, lb = weights
+    num_layers, taps = pa.shape[:2]
 
     def layer(i, carry):
         h, skip = carry
-        row = rows_ref[i]
-        past = [lines_out_ref[row, j] for j in range(taps)]  # x_{t-(k-1)d} .. x_{t-d}
-        a, b = dot(past[0], pa_ref[i, 0]), dot(past[0], pb_ref[i, 0])
+        past = read_taps(i)
+        a, b = _dot(past[0], pa[i, 0]), _dot(past[0], pb[i, 0])
         for j in range(1, taps):
-            a, b = a + dot(past[j], pa_ref[i, j]), b + dot(past[j], pb_ref[i, j])
-        a = dot(h, ca_ref[i]) + (a + ga_ref[i])  # ga/gb: the conv bias plus conditioning
-        b = dot(h, cb_ref[i]) + (b + gb_ref[i])
+            a, b = a + _dot(past[j], pa[i, j]), b + _dot(past[j], pb[i, j])
+        a = _dot(h, ca[i]) + (a + ga[i])  # ga/gb: the conv bias plus conditioning
+        b = _dot(h, cb[i]) + (b + gb[i])
         z = _gate(a, b)
-        for j in range(taps - 1):
-            lines_out_ref[row, j] = past[j + 1]
-        lines_out_ref[row, taps - 1] = h
-        return h + (dot(z, r_ref[i]) + rb_ref[i]), skip + (dot(z, s_ref[i]) + sb_ref[i])
+        write_taps(i, [*past[1:], h])
+        return h + (_dot(z, r[i]) + rb[i]), skip + (_dot(z, s[i]) + sb[i])
 
     h0 = h_ref[...]
-    skip0 = jnp.zeros((h0.shape[0], s_ref.shape[-1]), h0.dtype)
+    skip0 = jnp.zeros((h0.shape[0], s.shape[-1]), h0.dtype)
     _, skip = lax.fori_loop(0, num_layers, layer, (h0, skip0))
-    hidden = jnp.maximum(dot(jnp.maximum(skip, 0.0), hk_ref[...]) + hb_ref[...], 0.0)
-    logits_ref[...] = (dot(hidden, lk_ref[...]) + lb_ref[...]).astype(logits_ref.dtype)
+    hidden = jnp.maximum(_dot(jnp.maximum(skip, 0.0), hk[...]) + hb[...], 0.0)
+    logits_ref[...] = (_dot(hidden, lk[...]) + lb[...]).astype(logits_ref.dtype)
 
 
-def _mosaic_kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_ref, r_ref,
-                   rb_ref, s_ref, sb_ref, hk_ref, hb_ref, lk_ref, lb_ref, lines_ref, logits_ref,
-                   lines_out_ref, past_ref, new_ref, sems):  # fmt: skip
-    """The TPU kernel: :func:`_kernel`'s layers and head, with the tap-line buffer left in HBM.
-
-    The buffer (``sum d_l`` rows: 3,069 for the paper's dilations) moves by DMA: every layer's
-    row is requested before the first layer runs (the rows are known from ``rows``, in SMEM),
-    each layer waits for its own, and its new taps go back by DMA while the next layers run; the
-    kernel ends when every write has landed. The rows are distinct, so no read meets a write.
-    """
+def _kernel(h_ref, rows_ref, *refs):
+    """The GPU (Triton) kernel: the tap lines are read and written in global memory."""
+    *weights, lines_ref, logits_ref, lines_out_ref = refs
     del lines_ref  # aliased with lines_out_ref: read and written through that one
-    num_layers, taps = pa_ref.shape[:2]
+    taps = weights[0].shape[1]
+
+    def read_taps(i):
+        return [lines_out_ref[rows_ref[i], j] for j in range(taps)]
+
+    def write_taps(i, new):
+        for j, x in enumerate(new):
+            lines_out_ref[rows_ref[i], j] = x
+
+    _network(h_ref, weights, logits_ref, read_taps, write_taps)
+
+
+def _mosaic_kernel(h_ref, rows_ref, *refs):
+    """The TPU (Mosaic) kernel: the tap-line buffer stays in HBM and moves by DMA.
+
+    The buffer (``sum d_l`` rows: 3,069 for the paper's dilations) is read one row per layer:
+    every layer's row is requested before the first layer runs (the rows are known from
+    ``rows``, in SMEM), each layer waits for its own, and its new taps go back by DMA while
+    the next layers run; the kernel ends when every write has landed. The rows are distinct,
+    so no read meets a write.
+    """
+    *weights, lines_ref, logits_ref, lines_out_ref, past_ref, new_ref, sems = refs
+    del lines_ref  # aliased with lines_out_ref: read and written through that one
+    num_layers, taps = weights[0].shape[:2]
 
     def read(i):
         return pltpu.make_async_copy(lines_out_ref.at[rows_ref[i]], past_ref.at[i], sems.at[0, i])
@@ -193,24 +212,14 @@ def _mosaic_kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_r
     def write(i):
         return pltpu.make_async_copy(new_ref.at[i], lines_out_ref.at[rows_ref[i]], sems.at[1, i])
 
-    def dot(x, y):  # the MXU accumulates in float32; rounded to x's dtype like XLA's dot
-        return jnp.dot(x, y, preferred_element_type=jnp.float32).astype(x.dtype)
-
-    def layer(i, carry):
-        h, skip = carry
+    def read_taps(i):
         read(i).wait()
-        past = [past_ref[i, j] for j in range(taps)]  # x_{t-(k-1)d} .. x_{t-d}
-        a, b = dot(past[0], pa_ref[i, 0]), dot(past[0], pb_ref[i, 0])
-        for j in range(1, taps):
-            a, b = a + dot(past[j], pa_ref[i, j]), b + dot(past[j], pb_ref[i, j])
-        a = dot(h, ca_ref[i]) + (a + ga_ref[i])
-        b = dot(h, cb_ref[i]) + (b + gb_ref[i])
-        z = _gate(a, b)
-        for j in range(taps - 1):
-            new_ref[i, j] = past[j + 1]
-        new_ref[i, taps - 1] = h
+        return [past_ref[i, j] for j in range(taps)]
+
+    def write_taps(i, new):
+        for j, x in enumerate(new):
+            new_ref[i, j] = x
         write(i).start()
-        return h + (dot(z, r_ref[i]) + rb_ref[i]), skip + (dot(z, s_ref[i]) + sb_ref[i])
 
     def each(op):
         def body(i, carry):
@@ -220,11 +229,7 @@ def _mosaic_kernel(h_ref, rows_ref, pa_ref, pb_ref, ca_ref, cb_ref, ga_ref, gb_r
         lax.fori_loop(0, num_layers, body, 0)
 
     each(lambda i: read(i).start())
-    h0 = h_ref[...]
-    skip0 = jnp.zeros((h0.shape[0], s_ref.shape[-1]), h0.dtype)
-    _, skip = lax.fori_loop(0, num_layers, layer, (h0, skip0))
-    hidden = jnp.maximum(dot(jnp.maximum(skip, 0.0), hk_ref[...]) + hb_ref[...], 0.0)
-    logits_ref[...] = (dot(hidden, lk_ref[...]) + lb_ref[...]).astype(logits_ref.dtype)
+    _network(h_ref, weights, logits_ref, read_taps, write_taps)
     each(lambda i: write(i).wait())
 
 
