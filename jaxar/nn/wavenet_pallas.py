@@ -22,10 +22,12 @@ layers' arithmetic:
   buffer keeps one ``(B', C')`` block per tap: shape ``(sum d_l, k - 1, B', C')``
   (:func:`init_lines`), ``B'`` the padded batch. The grid runs one program per :data:`BLOCK`
   streams; the buffer is read and written in global memory where it lies.
-* **Mosaic** (TPUs), :func:`_mosaic_kernel`: the buffer is too big for VMEM and a step needs
-  one row of it per layer, so it stays in HBM (``pl.ANY``) and moves by DMA, every layer's row
-  requested before the first layer runs and its new taps sent back while the next layers run.
-  The weights go to VMEM whole. One program: a TPU core runs a grid's steps in turn.
+* **Mosaic** (TPUs), :func:`_mosaic_kernel`: the buffer can outgrow VMEM (200 MB for the
+  paper's model at batch 64) and a step needs one row of it per layer, so the kernel takes it
+  where XLA put it (``pl.ANY``: HBM, or VMEM where it fits) and moves rows by DMA, every
+  layer's row requested before the first layer runs and its new taps sent back while the next
+  layers run. The weights are VMEM operands (XLA keeps them there across the sampler's loop
+  where they fit). One program: a TPU core runs a grid's steps in turn.
 
 Zero padding changes no real output: a padded residual or skip channel stays 0 (its weights are
 0), a padded gate unit is ``tanh(0) * sigmoid(.) = 0``, and padded batch rows and logits are cut
@@ -40,7 +42,7 @@ them with the accelerators' own compilers: to a cubin for an H200, through libtp
 TPU v5e and v6e. Neither has run on its accelerator, because none was available.
 
 On a TPU the ``(B', C')`` blocks are tiled 8 x 128, so a ``C'`` of 64 (the paper's) takes twice
-its size in HBM and in each DMA: 50 MB at batch 16, 200 MB at batch 64 for the paper's buffer.
+its size in memory and in each DMA: 50 MB at batch 16, 200 MB at batch 64 for the paper's buffer.
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ def _kernel(h_ref, rows_ref, *refs):
 
 
 def _mosaic_kernel(h_ref, rows_ref, *refs):
-    """The TPU (Mosaic) kernel: the tap-line buffer stays in HBM and moves by DMA.
+    """The TPU (Mosaic) kernel: the tap-line buffer stays where XLA put it and moves by DMA.
 
     The buffer (``sum d_l`` rows: 3,069 for the paper's dilations) is read one row per layer:
     every layer's row is requested before the first layer runs (the rows are known from
@@ -313,7 +315,8 @@ def decode_step(
 
     def mosaic(interpret):
         # One program: a TPU core runs a grid's steps one after another, so blocks of the
-        # batch would only add DMAs. The weights go to VMEM whole; the buffer stays in HBM.
+        # batch would only add DMAs. The weights are VMEM operands; the buffer is left where
+        # XLA puts it (HBM where it does not fit in VMEM).
         vmem, hbm = pl.BlockSpec(memory_space=pltpu.VMEM), pl.BlockSpec(memory_space=pl.ANY)
         smem = pl.BlockSpec(memory_space=pltpu.SMEM)
         taps_shape = (num_layers, taps, bp, cp)
