@@ -364,7 +364,7 @@ def run_sampling(rep: Report, target: str, models):
         rep.compile("sampling", [name, method, b], step, args, donate=(0, 1), extra=count)
 
 
-def run_sampler(rep: Report, target: str):
+def run_sampler(rep: Report):
     key = jax.eval_shape(lambda: jax.random.key(0))
     for dtype in ("float32", "bfloat16"):
         model = kernels.build("wavenet", hparams={"dtype": dtype})
@@ -403,7 +403,7 @@ def main(argv=None) -> str:
     runners = {
         "train": lambda rep: run_train(rep, models),
         "sampling": lambda rep: run_sampling(rep, args.target, models),
-        "sampler": lambda rep: run_sampler(rep, args.target) if "wavenet" in models else None,
+        "sampler": lambda rep: run_sampler(rep) if "wavenet" in models else None,
         "parallel": lambda rep: run_parallel(rep, args.target, models),
     }
     for part in parts:
