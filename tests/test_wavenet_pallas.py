@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "ben
 import kernels
 
 HP = dict(
-    length=20, num_levels=12, residual_channels=4, gate_channels=8, skip_channels=6,
+    length=20, num_levels=12, residual_channels=4, gate_channels=8, skip_channels=20,
     head_channels=5, num_cycles=2, layers_per_cycle=2, num_classes=3,
 )  # fmt: skip
 
@@ -92,8 +92,9 @@ def test_pallas_method_draws_the_cached_samples(model_params):
     h = jnp.zeros((2, 4))
     with pytest.raises(ValueError, match="runs on cpu, gpu, cuda, rocm, tpu .* not on 'metal'; "):
         wavenet_pallas.decode_step(h, lines, rows, w, backend="metal")
-    with pytest.raises(ValueError, match="on 'tpu' the step compiles the mosaic kernel, got"):
-        wavenet_pallas.decode_step(h, lines, rows, w, backend="tpu", kernel="triton")
+    for backend, compiled, other in (("tpu", "mosaic", "triton"), ("gpu", "triton", "mosaic")):
+        with pytest.raises(ValueError, match=f"on '{backend}' the step compiles the {compiled} "):
+            wavenet_pallas.decode_step(h, lines, rows, w, backend=backend, kernel=other)
     with pytest.raises(ValueError, match="kernel must be 'triton', 'mosaic' or None, got 'cuda'"):
         wavenet_pallas.decode_step(h, lines, rows, w, kernel="cuda")
 
