@@ -92,7 +92,9 @@ def test_pallas_method_draws_the_cached_samples(model_params):
     h = jnp.zeros((2, 4))
     with pytest.raises(ValueError, match="runs on cpu, gpu, cuda, rocm, tpu .* not on 'metal'; "):
         wavenet_pallas.decode_step(h, lines, rows, w, backend="metal")
-    for backend, compiled, other in (("tpu", "mosaic", "triton"), ("gpu", "triton", "mosaic")):
+    for backend, compiled, other in (
+        ("tpu", "mosaic", "triton"), ("gpu", "triton", "mosaic"), ("rocm", "triton", "mosaic"),
+    ):  # fmt: skip
         with pytest.raises(ValueError, match=f"on '{backend}' the step compiles the {compiled} "):
             wavenet_pallas.decode_step(h, lines, rows, w, backend=backend, kernel=other)
     with pytest.raises(ValueError, match="kernel must be 'triton', 'mosaic' or None, got 'cuda'"):
