@@ -16,6 +16,8 @@ Each check uses only the model contract, so it applies to every registered model
 For checks of what XLA makes of a sampler, :func:`compiled_sampler` gives the compiled program's
 text and :func:`moved_arrays` the shapes of the arrays it copies (or transposes): a cache, the
 events or a weight copied inside the sampler's loop costs its size at every step.
+:func:`invariant_slices` finds, before XLA, the slices a sampler's step takes of what does not
+change from step to step (its weights): XLA leaves a slice inside the loop, a copy at every step.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jax_core
 
 __all__ = [
     "assert_batch_independent",
@@ -34,6 +37,7 @@ __all__ = [
     "assert_normalized",
     "assert_teacher_forced_matches_full",
     "compiled_sampler",
+    "invariant_slices",
     "moved_arrays",
     "randomize_params",
     "teacher_forced_params",
@@ -244,3 +248,53 @@ def moved_arrays(text: str, dtype: str = "f32", ops=("copy",)) -> list[tuple[int
     ``transpose``) produce in the compiled ``text``, one entry per instruction."""
     pattern = rf"= {dtype}\[([0-9,]*)\]\{{[0-9,]*\}} (?:{'|'.join(ops)})\("
     return [tuple(int(v) for v in s.split(",") if v) for s in re.findall(pattern, text)]
+
+
+_SLICES = ("slice", "dynamic_slice", "gather", "split")
+
+
+def invariant_slices(model, params, batch: int, cond=None, method: str = "cached") -> list:
+    """``(primitive, operand shape, result shape)`` of every slice (``slice``,
+    ``dynamic_slice``, ``gather``, ``split``) that one step of the sequential sampler
+    ``method`` takes of a value that does not change from step to step: the weights, the
+    conditioning and what is computed from them alone (a squeeze or reshape is not a slice).
+
+    XLA's loop-invariant code motion does not hoist a slice out of a while loop (it deems one
+    not worth hoisting alone), so each of these is a copy at every step; a sampler that builds
+    its weights' step layout once, before its loop, has none. Traced, nothing compiled or run.
+    """
+    state, step_fn = model.cached_sampler(params, batch, cond, method)
+    x_flat = jnp.zeros((batch, model.num_dims), jnp.int32)
+    closed = jax.make_jaxpr(step_fn)(state, x_flat, jnp.int32(0))
+    return _invariant_slices(closed.jaxpr, set(closed.jaxpr.constvars))
+
+
+def _invariant_slices(jaxpr, invariant: set) -> list:
+    """The walk of :func:`invariant_slices`: ``invariant`` are the variables known not to change
+    (a closed-over array, and what only they and literals compute), into nested jaxprs."""
+    found = []
+    fixed = lambda v: isinstance(v, jax_core.Literal) or v in invariant
+    for eqn in jaxpr.eqns:
+        ins = [fixed(v) for v in eqn.invars]
+        if eqn.primitive.name in _SLICES and all(ins):
+            found.append((eqn.primitive.name, eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape))
+        for sub in _sub_jaxprs(eqn):
+            # A cond's branches take its operands after the branch index; any other nested
+            # jaxpr whose inputs are not the equation's own gets none marked invariant.
+            args = ins[1:] if eqn.primitive.name == "cond" else ins
+            if len(args) != len(sub.invars):
+                args = [False] * len(sub.invars)
+            inner = {v for v, f in zip(sub.invars, args) if f} | set(sub.constvars)
+            found += _invariant_slices(sub, inner)
+        if all(ins):
+            invariant.update(eqn.outvars)
+    return found
+
+
+def _sub_jaxprs(eqn):
+    for value in eqn.params.values():
+        for v in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(v, jax_core.ClosedJaxpr):
+                yield v.jaxpr
+            elif isinstance(v, jax_core.Jaxpr):
+                yield v

@@ -20,6 +20,7 @@ from jaxar.testing import (
     assert_normalized,
     assert_teacher_forced_matches_full,
     compiled_sampler,
+    invariant_slices,
     moved_arrays,
     randomize_params,
 )
@@ -108,6 +109,37 @@ def test_cached_sampler_never_copies_the_events(name):
     copied = moved_arrays(program, "s32")
     events = batch * math.prod(model.event_shape)
     assert [s for s in copied if math.prod(s) == events] == [], copied
+
+
+def test_invariant_slices_finds_what_a_step_slices_of_its_weights():
+    """The checker sees a weight sliced inside a step, also under a jit and in a cond's
+    branch, and nothing sliced of what changes from step to step (the state, the events)."""
+    w = jnp.arange(24.0).reshape(4, 6)
+
+    class Stepper:
+        num_dims = 3
+
+        def __init__(self, body):
+            self.body = body
+
+        def cached_sampler(self, params, batch, cond=None, method="cached"):
+            return jnp.zeros((batch, 6)), lambda s, x, t: (self.body(s, x, t), s)
+
+    lax = jax.lax
+    cases = {
+        "whole": (lambda s, x, t: s @ w.T, []),
+        "state": (lambda s, x, t: s[:, :2] + lax.dynamic_slice_in_dim(s, t, 2, 1), []),
+        "row": (lambda s, x, t: s * w[1], [("slice", (4, 6), (1, 6))]),
+        "derived": (lambda s, x, t: s * jnp.tanh(w)[1], [("slice", (4, 6), (1, 6))]),
+        "jit": (lambda s, x, t: s * jax.jit(lambda: w[2:3])(), [("slice", (4, 6), (1, 6))]),
+        "cond": (
+            lambda s, x, t: lax.cond(t > 0, lambda v: v[0] * s, lambda v: s, w),
+            [("slice", (4, 6), (1, 6))],
+        ),
+    }
+    for what, (body, want) in cases.items():
+        got = [(p, tuple(a), tuple(b)) for p, a, b in invariant_slices(Stepper(body), None, 2)]
+        assert got == want, what
 
 
 @pytest.mark.parametrize("name", AUTOREGRESSIVE)

@@ -47,7 +47,7 @@ def test_fused_step_matches_the_per_layer_blocks():
     cond = jax.random.normal(jax.random.key(2), (b, t_max, len(dil) * g))
     keys = jax.random.split(jax.random.key(3), len(dil))
     params = {f"block{i}": blk.init(keys[i], x)["params"] for i, blk in enumerate(blocks)}
-    w = nnw.stack_blocks(params, len(dil))
+    w = nnw.decode_weights(params, len(dil))
 
     @jax.jit
     def decoded(w):

@@ -54,6 +54,7 @@ from jaxar.nn import wavenet_pallas
 from jaxar.nn.wavenet import (
     ResidualBlock,
     decode_layers,
+    decode_weights,
     line_rows,
     receptive_field,
     stack_blocks,
@@ -200,12 +201,19 @@ class WaveNetNet(nn.Module):
         self.head_hidden = nn.Dense(self.head_channels, dtype=self.dtype, name="head_hidden")
         self.head_logits = nn.Dense(self.num_levels, dtype=self.dtype, name="head_logits")
 
-    def _conditioning(self, cond, step):
-        """The summed per-layer conditioning ``(B, [T,] layers * gate)``, or None."""
-        labels, features = _split_cond(cond)
+    def global_conditioning(self, cond):
+        """The label's per-layer conditioning ``(B, layers * gate)``, or None: the same at
+        every time step, so a sampler computes it once, before its loop."""
+        labels, _ = _split_cond(cond)
+        return self.global_proj(labels) if self.num_classes else None
+
+    def _conditioning(self, cond, step, global_c=None):
+        """The summed per-layer conditioning ``(B, [T,] layers * gate)``, or None;
+        ``global_c``: :meth:`global_conditioning`, if already computed."""
+        _, features = _split_cond(cond)
         c = None
         if self.num_classes:
-            c = self.global_proj(labels)
+            c = self.global_conditioning(cond) if global_c is None else global_c
             if step is None:
                 c = c[:, None, :]
         if self.local_features:
@@ -220,8 +228,11 @@ class WaveNetNet(nn.Module):
         for i, block in enumerate(self.blocks):
             h, s = block(h, None if c is None else c[..., i * g : (i + 1) * g], step)
             skip = s if skip is None else skip + s
-        out = self.head_hidden(nn.relu(skip))
-        return self.head_logits(nn.relu(out))
+        return self.head(skip)
+
+    def head(self, skip):
+        """The summed skips ``(..., S)`` -> logits ``(..., num_levels)``."""
+        return self.head_logits(nn.relu(self.head_hidden(nn.relu(skip))))
 
     def __call__(self, x, cond=None, train: bool = False):
         del train  # no dropout
@@ -229,10 +240,10 @@ class WaveNetNet(nn.Module):
         prev = jnp.concatenate([start, x[:, :-1].astype(jnp.int32)], axis=1)
         return self._stack(self.embed(prev), cond, None)
 
-    def step_inputs(self, prev, step, cond=None):
+    def step_inputs(self, prev, step, cond=None, global_c=None):
         """The decode step's stack input ``(B, C)`` and per-layer conditioning ``(B, L G)``
-        (None for an unconditional model)."""
-        return self.embed(prev), self._conditioning(cond, step)
+        (None for an unconditional model); ``global_c`` as for :meth:`_conditioning`."""
+        return self.embed(prev), self._conditioning(cond, step, global_c)
 
     @nn.compact
     def step(self, prev, step, cond=None):
@@ -244,11 +255,10 @@ class WaveNetNet(nn.Module):
         h, c = self.step_inputs(prev, step, cond)
         shape = (sum(self.dilations), h.shape[0], (self.kernel_size - 1) * h.shape[-1])
         lines = self.variable("cache", "lines", jnp.zeros, shape, self.dtype)
-        w = stack_blocks(self.variables["params"], len(self.dilations), self.dtype)
+        w = decode_weights(self.variables["params"], len(self.dilations), self.dtype)
         rows = line_rows(step, self.dilations)
         _, skip, lines.value = decode_layers(h, lines.value, rows, w, c)
-        out = self.head_hidden(nn.relu(skip))
-        return self.head_logits(nn.relu(out))
+        return self.head(skip)
 
 
 class WaveNet(AutoregressiveModel):
@@ -263,23 +273,41 @@ class WaveNet(AutoregressiveModel):
     default_sample_method = "cached"
 
     def cached_sampler(self, params, batch, cond=None, method: str = "cached"):
-        """The cached sampler on the XLA decode step ("cached", :meth:`cached_step`) or on the
-        one-kernel Pallas step ("pallas"), whose weights are packed once here and whose tap
-        lines have the kernel's own layout (:func:`jaxar.nn.wavenet_pallas.init_lines`)."""
-        if method != "pallas":
-            return super().cached_sampler(params, batch, cond, method)
+        """The cached sampler on the XLA decode step ("cached": :func:`decode_layers`, the
+        arithmetic of :meth:`cached_step`) or on the one-kernel Pallas step ("pallas", whose
+        tap lines have the kernel's own layout, :func:`jaxar.nn.wavenet_pallas.init_lines`).
+
+        Either step's weights are laid out once, here, before the sampler's loop
+        (:func:`decode_weights`, :func:`jaxar.nn.wavenet_pallas.pack`), with the label's
+        conditioning, so that the loop body reads every weight as a whole operand and copies
+        none of them per step (:func:`jaxar.testing.invariant_slices`)."""
         net = self.net
-        head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
-        packed = wavenet_pallas.pack(stack_blocks(params, len(net.dilations), net.dtype), head)
-        lines = wavenet_pallas.init_lines(
-            sum(net.dilations), batch, net.kernel_size, net.residual_channels, net.dtype
-        )
+        num_layers = len(net.dilations)
+        global_c = net.apply({"params": params}, cond, method=WaveNetNet.global_conditioning)
+        if method == "pallas":
+            head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
+            packed = wavenet_pallas.pack(stack_blocks(params, num_layers, net.dtype), head)
+            lines = wavenet_pallas.init_lines(
+                sum(net.dilations), batch, net.kernel_size, net.residual_channels, net.dtype
+            )
+
+            def network(h, lines, rows, c):
+                return wavenet_pallas.decode_step(h, lines, rows, packed, c)
+
+        else:
+            w = decode_weights(params, num_layers, net.dtype)
+            lines = self.init_cache(params, batch, cond)["lines"]
+
+            def network(h, lines, rows, c):
+                _, skip, lines = decode_layers(h, lines, rows, w, c)
+                return net.apply({"params": params}, skip, method=WaveNetNet.head), lines
 
         def step_fn(cache, x_flat, step):
             prev = self._previous(x_flat, step)
-            h, c = net.apply({"params": params}, prev, step, cond, method=WaveNetNet.step_inputs)
-            rows = line_rows(step, net.dilations)
-            logits, lines = wavenet_pallas.decode_step(h, cache["lines"], rows, packed, c)
+            h, c = net.apply(
+                {"params": params}, prev, step, cond, global_c, method=WaveNetNet.step_inputs
+            )
+            logits, lines = network(h, cache["lines"], line_rows(step, net.dilations), c)
             return logits, {"lines": lines}
 
         return {"lines": lines}, step_fn

@@ -46,6 +46,7 @@ __all__ = [
     "CausalConv1D",
     "ResidualBlock",
     "decode_layers",
+    "decode_weights",
     "layers_to_cover",
     "line_offsets",
     "line_rows",
@@ -214,27 +215,53 @@ def stack_blocks(params: dict, num_layers: int, dtype: Any = jnp.float32) -> dic
     }
 
 
+def decode_weights(params: dict, num_layers: int, dtype: Any = jnp.float32) -> dict:
+    """The residual blocks' parameters ``block0 .. block{L-1}`` in the layout
+    :func:`decode_layers` reads, cast to the compute ``dtype``: ``past_kernel``
+    ``(L, (k-1) C, G)`` (the past taps' share of the dilated convs, stacked for one batched
+    matmul) and ``conv_bias`` ``(L, G)``; per layer, a tuple of L: ``cur_kernel`` ``(C, G)``
+    (the current tap's share), ``out_kernel`` ``(G/2, R+S)`` and ``out_bias`` ``(R+S,)``.
+
+    Build it once, outside the sampler's loop, and close the loop over it. XLA does not hoist
+    a slice out of a while loop (its loop-invariant code motion deems one not worth hoisting
+    alone), so a layer's weights sliced out of a stacked array inside the loop are copied at
+    every step: on the paper WaveNet that was 2 MB and 31 copy kernels a step, about half of a
+    batch-1 step on CPU (BENCHMARKS.md). Here each layer's arrays are separate operands."""
+    blocks = [params[f"block{i}"] for i in range(num_layers)]
+    k, c, g = blocks[0]["conv"]["kernel"].shape
+    cast = lambda a: jnp.asarray(a).astype(dtype)
+    return {
+        "past_kernel": cast(
+            jnp.stack([b["conv"]["kernel"][: k - 1].reshape((k - 1) * c, g) for b in blocks])
+        ),
+        "conv_bias": cast(jnp.stack([b["conv"]["bias"] for b in blocks])),
+        "cur_kernel": tuple(cast(b["conv"]["kernel"][k - 1]) for b in blocks),
+        "out_kernel": tuple(cast(b["out"]["kernel"]) for b in blocks),
+        "out_bias": tuple(cast(b["out"]["bias"]) for b in blocks),
+    }
+
+
 def decode_layers(h, lines, rows, w: dict, cond=None):
     """One time step of a stack of :class:`ResidualBlock` s on the shared tap-line buffer.
 
     ``h`` ``(B, C)``: the stack's input at this step; ``lines`` ``(sum d_l, B, (k-1) C)``: the
     buffer (module doc); ``rows`` ``(L,)``: :func:`line_rows` of the step; ``w``:
-    :func:`stack_blocks`; ``cond`` ``(B, L G)`` or None: the per-layer conditioning. Returns
+    :func:`decode_weights`; ``cond`` ``(B, L G)`` or None: the per-layer conditioning. Returns
     ``(h_out, skip_sum, new_lines)``, what the blocks' decode paths return, summed skips.
     """
-    num_layers, k, c, g = w["conv_kernel"].shape
-    dtype = w["conv_kernel"].dtype
+    num_layers = len(w["cur_kernel"])
+    c, g = w["cur_kernel"][0].shape
+    dtype = w["past_kernel"].dtype
     h = h.astype(dtype)
     # Every layer's past taps, one gather: (L, B, (k-1) C).
     past = jnp.take(lines, rows, axis=0, indices_are_sorted=True, unique_indices=True)
-    w_past = w["conv_kernel"][:, : k - 1].reshape(num_layers, (k - 1) * c, g)
-    pre = jnp.einsum("lbi,lio->lbo", past, w_past) + w["conv_bias"][:, None, :]
+    pre = jnp.einsum("lbi,lio->lbo", past, w["past_kernel"]) + w["conv_bias"][:, None, :]
     if cond is not None:
         pre = pre + jnp.moveaxis(cond.astype(dtype).reshape(h.shape[0], num_layers, g), 1, 0)
     inputs, skip = [], None
     for i in range(num_layers):  # the layers' chain; time steps are scanned by the caller
         inputs.append(h)
-        a, b = jnp.split(h @ w["conv_kernel"][i, k - 1] + pre[i], 2, axis=-1)
+        a, b = jnp.split(h @ w["cur_kernel"][i] + pre[i], 2, axis=-1)
         out = (jnp.tanh(a) * nn.sigmoid(b)) @ w["out_kernel"][i] + w["out_bias"][i]
         h = h + out[:, :c]
         skip = out[:, c:] if skip is None else skip + out[:, c:]
