@@ -31,7 +31,9 @@ says nothing about speed.
   1 and 16.
 * **sampler**: the whole jitted sampler (``model.sample``, one ``lax.scan``) of the paper
   WaveNet, both methods, float32 and bfloat16 compute, batch 1 and 64: the scan, its in-place
-  buffer and the kernel inside its loop compile together.
+  buffer and the kernel inside its loop compile together. On a GPU, the kernels one step
+  runs inside the loop (``kernels.loop_body_kernels``: with the weights as arguments, as a
+  user runs it; the **sampling** step has them as constants, which XLA may fold).
 * **parallel**: the runner's data-parallel train step (``jaxar.parallel``'s mesh, the state
   replicated, the batch split) of PixelCNN++ at the paper size, 64 examples per device, over 8
   compile-only devices as one host and as two hosts of four: its collectives and its memory
@@ -246,7 +248,8 @@ HEADS = {
     "sampler": (
         "Whole samplers (one lax.scan), paper WaveNet, 2,000 samples per stream",
         "| method | dtype | batch | compile s | device memory GiB (of target) "
-        "| Pallas kernel's operands, by memory (TPU) | note |",
+        "| kernels per step in the loop (GPU) | Pallas kernel's operands, by memory (TPU) "
+        "| note |",
     ),
     "parallel": (
         "The runner's data-parallel train step (jaxar.parallel mesh, batch 64 per device, "
@@ -364,7 +367,14 @@ def run_sampling(rep: Report, target: str, models):
         rep.compile("sampling", [name, method, b], step, args, donate=(0, 1), extra=count)
 
 
-def run_sampler(rep: Report):
+def _loop_cells(hlo: str) -> list:
+    """The kernels one step of a compiled 2,000-step WaveNet sampler runs in its loop."""
+    return [kernels.loop_body_kernels(hlo, kernels.WAVENET_PAPER["length"]).launches]
+
+
+def run_sampler(rep: Report, target: str):
+    gpu = target in GPU_TARGETS
+    loop = _loop_cells if gpu else (lambda hlo: ["n/a (TPU)"])
     key = jax.eval_shape(lambda: jax.random.key(0))
     for dtype in ("float32", "bfloat16"):
         model = kernels.build("wavenet", hparams={"dtype": dtype})
@@ -376,7 +386,11 @@ def run_sampler(rep: Report):
                     return model.sample(params, key, b, None, method)
 
                 rep.compile(
-                    "sampler", [method, dtype, b], sample, (params, key), extra=_placement_cells
+                    "sampler",
+                    [method, dtype, b],
+                    sample,
+                    (params, key),
+                    extra=lambda hlo: loop(hlo) + _placement_cells(hlo),
                 )
 
 
@@ -403,7 +417,7 @@ def main(argv=None) -> str:
     runners = {
         "train": lambda rep: run_train(rep, models),
         "sampling": lambda rep: run_sampling(rep, args.target, models),
-        "sampler": lambda rep: run_sampler(rep) if "wavenet" in models else None,
+        "sampler": lambda rep: run_sampler(rep, args.target) if "wavenet" in models else None,
         "parallel": lambda rep: run_parallel(rep, args.target, models),
     }
     for part in parts:

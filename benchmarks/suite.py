@@ -314,7 +314,7 @@ class Suite:
                 else:
                     hp = PIXELCNN_PP_PAPER if name == "pixelcnn_pp" else IMAGE_SIZES[name]
                     model = self._image_model(name, (32, 32, 3), hp)
-                c = kernels.step_kernels(model, model.init(jax.random.key(0)), 1, method)
+                c = kernels.sampler_kernels(model, model.init(jax.random.key(0)), 1, method)
                 top = sorted(c.by_opcode.items(), key=lambda kv: -kv[1])
                 return [c.kernels, c.launches, ", ".join(f"{k} {v}" for k, v in top)]
 

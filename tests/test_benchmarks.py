@@ -173,6 +173,29 @@ def test_count_kernels_exact_on_known_hlo():
     assert c.launches == 1 + 7 * 3  # the loop's three kernels run 7 times
 
 
+def test_loop_body_kernels_counts_one_iteration_of_the_loop_of_that_trip_count():
+    c = kernels.loop_body_kernels(_HLO, 7)
+    # the loop's condition (compare) and body (fusion, copy), once; not the entry's kernel
+    assert c.by_opcode == {"compare": 1, "copy": 1, "fusion": 1}
+    assert (c.kernels, c.launches) == (3, 3)
+    for trips in (6, 8):
+        with pytest.raises(ValueError, match=f"one while loop of {trips} trips .* found 0"):
+            kernels.loop_body_kernels(_HLO, trips)
+    # A compiled scan: its body's work is found, and grows with the work per iteration.
+    x = jnp.ones((8, 8), jnp.float32)
+
+    def scan(depth):
+        def body(c, _):
+            for _ in range(depth):
+                c = jnp.tanh(c @ x)
+            return c, None
+
+        text = jax.jit(lambda c: jax.lax.scan(body, c, length=11)[0]).lower(x).compile()
+        return kernels.loop_body_kernels(text.as_text(), 11).kernels
+
+    assert 1 <= scan(1) < scan(3)
+
+
 def test_count_kernels_on_compiled_code_grows_with_unfusable_work():
     x = jnp.ones((8, 8), jnp.float32)
 
