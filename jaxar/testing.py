@@ -17,7 +17,7 @@ For checks of what XLA makes of a sampler, :func:`compiled_sampler` gives the co
 text and :func:`moved_arrays` the shapes of the arrays it copies (or transposes): a cache, the
 events or a weight copied inside the sampler's loop costs its size at every step.
 :func:`invariant_slices` finds, before XLA, the slices a sampler's step takes of what does not
-change from step to step (its weights): XLA leaves a slice inside the loop, a copy at every step.
+change from step to step (its weights) that XLA leaves inside the loop: a copy at every step.
 """
 
 from __future__ import annotations
@@ -250,18 +250,26 @@ def moved_arrays(text: str, dtype: str = "f32", ops=("copy",)) -> list[tuple[int
     return [tuple(int(v) for v in s.split(",") if v) for s in re.findall(pattern, text)]
 
 
-_SLICES = ("slice", "dynamic_slice", "gather", "split")
+#: XLA's ``slice`` (what these primitives lower to), and the operations its loop-invariant code
+#: motion does not hoist out of a loop alone, only with a consumer that it hoists.
+_SLICES = ("slice", "split")
+_NOT_WORTH_ALONE = frozenset(
+    {"slice", "split", "reshape", "squeeze", "expand_dims", "broadcast_in_dim", "transpose"}
+    | {"rev", "iota"}
+)
 
 
 def invariant_slices(model, params, batch: int, cond=None, method: str = "cached") -> list:
-    """``(primitive, operand shape, result shape)`` of every slice (``slice``,
-    ``dynamic_slice``, ``gather``, ``split``) that one step of the sequential sampler
-    ``method`` takes of a value that does not change from step to step: the weights, the
-    conditioning and what is computed from them alone (a squeeze or reshape is not a slice).
+    """``(primitive, operand shape, result shape)`` of every slice that one step of the
+    sequential sampler ``method`` takes of a value that does not change from step to step
+    (the weights, the conditioning, what is computed from them alone) and that stays in the
+    sampler's loop, i.e. a copy at every step.
 
-    XLA's loop-invariant code motion does not hoist a slice out of a while loop (it deems one
-    not worth hoisting alone), so each of these is a copy at every step; a sampler that builds
-    its weights' step layout once, before its loop, has none. Traced, nothing compiled or run.
+    XLA's loop-invariant code motion hoists a slice (like a reshape, transpose or broadcast)
+    out of a loop only together with a consumer it hoists: a slice of a weight that a matrix
+    product with the step's activations reads stays, ``w[:k] * mask`` goes. A ``gather`` or
+    ``dynamic_slice`` of invariants is hoisted alone and is not listed. A sampler that lays out
+    its weights before its loop has none. Traced, nothing compiled or run.
     """
     state, step_fn = model.cached_sampler(params, batch, cond, method)
     x_flat = jnp.zeros((batch, model.num_dims), jnp.int32)
@@ -272,12 +280,13 @@ def invariant_slices(model, params, batch: int, cond=None, method: str = "cached
 def _invariant_slices(jaxpr, invariant: set) -> list:
     """The walk of :func:`invariant_slices`: ``invariant`` are the variables known not to change
     (a closed-over array, and what only they and literals compute), into nested jaxprs."""
-    found = []
+    found, slices, users, fixed_eqns = [], [], {}, set()
     fixed = lambda v: isinstance(v, jax_core.Literal) or v in invariant
     for eqn in jaxpr.eqns:
         ins = [fixed(v) for v in eqn.invars]
-        if eqn.primitive.name in _SLICES and all(ins):
-            found.append((eqn.primitive.name, eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape))
+        for v in eqn.invars:
+            if not isinstance(v, jax_core.Literal):
+                users.setdefault(v, []).append(eqn)
         for sub in _sub_jaxprs(eqn):
             # A cond's branches take its operands after the branch index; any other nested
             # jaxpr whose inputs are not the equation's own gets none marked invariant.
@@ -288,6 +297,21 @@ def _invariant_slices(jaxpr, invariant: set) -> list:
             found += _invariant_slices(sub, inner)
         if all(ins):
             invariant.update(eqn.outvars)
+            fixed_eqns.add(id(eqn))
+            if eqn.primitive.name in _SLICES:
+                slices.append(eqn)
+
+    def hoisted(var) -> bool:  # does a consumer XLA hoists take ``var`` out of the loop?
+        for e in users.get(var, ()):
+            if id(e) in fixed_eqns and (
+                e.primitive.name not in _NOT_WORTH_ALONE or any(map(hoisted, e.outvars))
+            ):
+                return True
+        return False
+
+    for eqn in slices:
+        if not all(map(hoisted, eqn.outvars)):
+            found.append((eqn.primitive.name, eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape))
     return found
 
 

@@ -184,9 +184,14 @@ class MaskedConv2D(nn.Module):
         return (ks, ks) if isinstance(ks, int) else (int(ks[0]), int(ks[1]))
 
     def _masked_kernel(self, in_features: int) -> jnp.ndarray:
+        """The kernel's rows above and at the centre, times their mask (the rows below are
+        all masked out). Sliced before the product: in a sampler's loop XLA hoists the
+        product and, with it, the slice; a slice of the product is not hoisted (alone, XLA
+        deems one not worth it) and was a copy of every layer's kernel at every step."""
         mask = conv_mask(self._ks, in_features, self.features, self.mask_type, self.color_channels)
         kernel = self.param("kernel", self.kernel_init, mask.shape, self.param_dtype)
-        return (kernel * jnp.asarray(mask, self.param_dtype)).astype(self.dtype)
+        rows = self._ks[0] // 2 + 1
+        return (kernel[:rows] * jnp.asarray(mask[:rows], self.param_dtype)).astype(self.dtype)
 
     def _bias(self) -> jnp.ndarray | None:
         if not self.use_bias:
@@ -209,11 +214,11 @@ class MaskedConv2D(nn.Module):
         kernel = self._masked_kernel(x.shape[-1])
         if pos is None:
             # The mask zeroes every kernel row below the centre, so only rows 0..kh//2 are
-            # convolved, with the image padded above only: the same sums as the SAME
-            # convolution of the whole masked kernel, without its zero rows' work.
-            rows = kh // 2 + 1
+            # convolved (the kernel has only those), with the image padded above only: the
+            # same sums as the SAME convolution of the whole masked kernel, without its zero
+            # rows' work.
             padding = ((kh // 2, 0), (kw // 2, kw // 2))
-            y = conv2d(x.astype(self.dtype), kernel[:rows], (1, 1), padding)
+            y = conv2d(x.astype(self.dtype), kernel, (1, 1), padding)
         else:
             y = self._decode(x, kernel, pos, width)
         bias = self._bias()
@@ -232,7 +237,7 @@ class MaskedConv2D(nn.Module):
             window = jnp.take(x, jnp.clip(row_ids, 0, x.shape[1] - 1), axis=1)
             window = jnp.take(window, jnp.clip(col_ids, 0, x.shape[2] - 1), axis=2)
             window = window.astype(self.dtype) * valid.astype(self.dtype)[None, :, :, None]
-            return window_dot(window, kernel[:rows])
+            return window_dot(window, kernel)
         if kh == kw == 1:
             return x.astype(self.dtype) @ kernel[0, 0]
         if width is None:
@@ -248,4 +253,4 @@ class MaskedConv2D(nn.Module):
         window = lax.dynamic_slice_in_dim(buf.value, w, kw, axis=2)  # (B, rows, kw, in)
         window = jnp.take(window, row_ids % rows, axis=1)
         window = window * (row_ids >= 0).astype(self.dtype)[None, :, None, None]
-        return window_dot(window, kernel[:rows])
+        return window_dot(window, kernel)
