@@ -183,9 +183,9 @@ def test_naive_and_cached_sampling_agree(kw):
 @pytest.mark.parametrize("method", ["cached", "pallas"])
 def test_sampler_step_slices_no_weight(kw, method):
     """Both samplers' loop bodies read every weight, and the label's conditioning, whole:
-    their layouts are built before the loop. XLA does not hoist a slice out of a loop; on the
-    paper WaveNet the weights sliced inside the step were 2 MB copied per step, about half of
-    a batch-1 step on CPU (BENCHMARKS.md)."""
+    their layouts are built before the loop. XLA leaves a slice that the step's products read
+    inside the loop; on the paper WaveNet the weights sliced inside the step were 2 MB copied
+    per step, about half of a batch-1 step on CPU (BENCHMARKS.md)."""
     m = _model(**kw)
     assert invariant_slices(m, m.init(jax.random.key(0)), 2, _cond(m, 2), method) == []
 
