@@ -364,3 +364,29 @@ def test_prompt_dims_and_completion_grid():
     np.testing.assert_array_equal(tiles[:, 1, :1], x[:, :1])  # prompt: its first row ...
     assert (tiles[:, 1, 1:] == 4).all()  # ... the rest grey
     np.testing.assert_array_equal(tiles[:, 2:], completions)
+
+
+@pytest.mark.parametrize("inverse_cdf", [True, False])
+def test_step_i_draws_with_fold_in_of_key_and_i(inverse_cdf):
+    """scan_sample's step ``i`` draws ``sample_step(fold_in(key, i), params)``: what makes two
+    samplers whose steps agree draw the same samples (WaveNet's inverse-CDF draw and the
+    Gumbel-max one)."""
+    from jaxar import sampling
+
+    levels, batch, dims = 16, 3, 9
+    dist = InverseCdfCategorical(levels) if inverse_cdf else distributions.Categorical(levels)
+    table = jax.random.normal(jax.random.key(2), (dims, levels)) * 2.0
+    key = jax.random.key(4)
+
+    def step_fn(state, x, i):  # the logits depend on the values drawn before
+        return table[i] + 0.5 * jnp.cos(x.sum(1, keepdims=True) * jnp.arange(levels)), state
+
+    got, logp = jax.jit(lambda: sampling.scan_sample(step_fn, (), dist, key, batch, dims))()
+    x, want_logp = np.zeros((batch, dims), np.int32), 0.0
+    for i in range(dims):
+        params, _ = step_fn((), jnp.asarray(x), i)
+        values = dist.sample_step(jax.random.fold_in(key, i), params)
+        x[:, i] = np.asarray(values)[:, 0]
+        want_logp += np.asarray(dist.step_log_prob(params, values))
+    np.testing.assert_array_equal(got, x)
+    np.testing.assert_allclose(logp, want_logp, rtol=1e-5)
