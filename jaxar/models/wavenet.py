@@ -63,6 +63,7 @@ from jaxar.nn.wavenet import (
 __all__ = ["UPSAMPLE_MODES", "InverseCdfCategorical", "Upsample", "WaveNet", "WaveNetNet"]
 
 UPSAMPLE_MODES = ("repeat", "transposed")
+HEAD = ("head_hidden", "head_logits")  # the output head's parameters
 
 
 def _split_cond(cond):
@@ -95,9 +96,11 @@ class InverseCdfCategorical(Categorical):
         batch, n = probs.shape
         m = math.isqrt(n - 1) + 1  # the least m with m * m >= n
         blocks = jnp.pad(probs, ((0, 0), (0, m * m - n))).reshape(batch, m, m)
-        ones = jnp.ones((m, m), probs.dtype)
-        within = blocks @ jnp.triu(ones)  # inclusive sums inside each block
-        before = within[:, :, -1] @ jnp.triu(ones, 1)  # totals of the blocks before each
+        # numpy triangles: constants in the program (built with jnp, a GPU sampler built them
+        # again at every step)
+        ones = np.ones((m, m), np.float32)
+        within = blocks @ jnp.asarray(np.triu(ones), probs.dtype)  # sums inside each block
+        before = within[:, :, -1] @ jnp.asarray(np.triu(ones, 1), probs.dtype)  # blocks before
         return (within + before[:, :, None]).reshape(batch, m * m)[:, :n]
 
     def step_noise(self, key: jax.Array, logits: jnp.ndarray) -> jnp.ndarray:
@@ -278,9 +281,10 @@ class WaveNet(AutoregressiveModel):
         tap lines have the kernel's own layout, :func:`jaxar.nn.wavenet_pallas.init_lines`).
 
         Either step's weights are laid out once, here, before the sampler's loop
-        (:func:`decode_weights`, :func:`jaxar.nn.wavenet_pallas.pack`), with the label's
-        conditioning, so that the loop body reads every weight as a whole operand and copies
-        none of them per step (:func:`jaxar.testing.invariant_slices`)."""
+        (:func:`decode_weights`, :func:`jaxar.nn.wavenet_pallas.pack`, the head's weights cast
+        to the compute dtype), with the label's conditioning, so that the loop body reads
+        every weight as a whole operand and copies none of them per step
+        (:func:`jaxar.testing.invariant_slices`)."""
         net = self.net
         num_layers = len(net.dilations)
         global_c = net.apply({"params": params}, cond, method=WaveNetNet.global_conditioning)
@@ -296,11 +300,12 @@ class WaveNet(AutoregressiveModel):
 
         else:
             w = decode_weights(params, num_layers, net.dtype)
+            head = {k: jax.tree.map(lambda a: a.astype(net.dtype), params[k]) for k in HEAD}
             lines = self.init_cache(params, batch, cond)["lines"]
 
             def network(h, lines, rows, c):
                 _, skip, lines = decode_layers(h, lines, rows, w, c)
-                return net.apply({"params": params}, skip, method=WaveNetNet.head), lines
+                return net.apply({"params": head}, skip, method=WaveNetNet.head), lines
 
         def step_fn(cache, x_flat, step):
             prev = self._previous(x_flat, step)

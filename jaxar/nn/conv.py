@@ -191,6 +191,8 @@ class MaskedConv2D(nn.Module):
         mask = conv_mask(self._ks, in_features, self.features, self.mask_type, self.color_channels)
         kernel = self.param("kernel", self.kernel_init, mask.shape, self.param_dtype)
         rows = self._ks[0] // 2 + 1
+        if rows == mask.shape[0] and mask.all():  # nothing masked (a 1x1 type-B kernel, say):
+            return kernel.astype(self.dtype)  # no product, and no array of ones per step
         return (kernel[:rows] * jnp.asarray(mask[:rows], self.param_dtype)).astype(self.dtype)
 
     def _bias(self) -> jnp.ndarray | None:
