@@ -248,7 +248,8 @@ HEADS = {
     "sampler": (
         "Whole samplers (one lax.scan), paper WaveNet, 2,000 samples per stream",
         "| method | dtype | batch | compile s | device memory GiB (of target) "
-        "| kernels per step in the loop (GPU) | Pallas kernel's operands, by memory (TPU) "
+        "| kernels per step in the loop (GPU) | of them loop-invariant, on floats (GPU) "
+        "| Pallas kernel's operands, by memory (TPU) "
         "| note |",
     ),
     "parallel": (
@@ -368,13 +369,16 @@ def run_sampling(rep: Report, target: str, models):
 
 
 def _loop_cells(hlo: str) -> list:
-    """The kernels one step of a compiled 2,000-step WaveNet sampler runs in its loop."""
-    return [kernels.loop_body_kernels(hlo, kernels.WAVENET_PAPER["length"]).launches]
+    """The kernels one step of a compiled 2,000-step WaveNet sampler runs in its loop, and
+    how many of them compute floats from the weights alone (the same at every step)."""
+    steps = kernels.WAVENET_PAPER["length"]
+    fixed = kernels.float_invariants(kernels.loop_invariant_kernels(hlo, steps))
+    return [kernels.loop_body_kernels(hlo, steps).launches, len(fixed)]
 
 
 def run_sampler(rep: Report, target: str):
     gpu = target in GPU_TARGETS
-    loop = _loop_cells if gpu else (lambda hlo: ["n/a (TPU)"])
+    loop = _loop_cells if gpu else (lambda hlo: ["n/a (TPU)", "n/a (TPU)"])
     key = jax.eval_shape(lambda: jax.random.key(0))
     for dtype in ("float32", "bfloat16"):
         model = kernels.build("wavenet", hparams={"dtype": dtype})

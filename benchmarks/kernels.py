@@ -47,9 +47,12 @@ __all__ = [
     "FREE_OPCODES",
     "KernelCount",
     "count_kernels",
+    "float_invariants",
     "loop_body_kernels",
+    "loop_invariant_kernels",
     "main",
     "sampler_kernels",
+    "sampler_program",
     "sampling_step",
 ]
 
@@ -59,6 +62,7 @@ FREE_OPCODES = frozenset(
 _CONTROL = frozenset({"while", "conditional", "call"})
 _HEADER = re.compile(r"^(ENTRY\s+)?%(\S+)\s.*\{\s*$")
 _INSTR = re.compile(r"^\s*(ROOT\s+)?%\S+\s+=\s+(.*)$")
+_NAME = re.compile(r"^\s*(?:ROOT\s+)?(%\S+)\s+=")
 _REFS = re.compile(r"\b(body|condition|to_apply|true_computation|false_computation)=%([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
@@ -112,20 +116,67 @@ def loop_body_kernels(hlo_text: str, trip_count: int) -> KernelCount:
     XLA says runs ``trip_count`` times (its condition and body, and the loops in the body
     weighted by their trip counts): one step of a compiled sampler whose scan runs
     ``trip_count`` steps."""
+    comps, condition, body = _loop_body(hlo_text, trip_count)
+    return _count(comps, condition, body)
+
+
+def _loop_body(hlo_text: str, trip_count: int) -> tuple[dict[str, list[str]], str, str]:
+    """``(computations, condition, body)`` of the entry's one loop of ``trip_count`` trips."""
     entry, comps = _computations(hlo_text)
-    bodies = []
+    loops = []
     for line in comps[entry]:
         trip = _TRIP.search(line)
         if _opcode(_INSTR.match(line).group(2)) == "while" and trip:
             if int(trip.group(1)) == trip_count:
                 refs = dict(_REFS.findall(line))
-                bodies.append([refs["condition"], refs["body"]])
-    if len(bodies) != 1:
+                loops.append((refs["condition"], refs["body"]))
+    if len(loops) != 1:
         raise ValueError(
             f"expected one while loop of {trip_count} trips in the entry computation, "
-            f"found {len(bodies)}"
+            f"found {len(loops)}"
         )
-    return _count(comps, *bodies[0])
+    return comps, *loops[0]
+
+
+def loop_invariant_kernels(hlo_text: str, trip_count: int) -> list[tuple[str, str]]:
+    """``(opcode, result type)`` of every kernel of the body of the loop that
+    :func:`loop_body_kernels` counts which computes only from constants and from values the
+    loop passes on unchanged (the weights, the conditioning): work that gives the same result
+    at every step, left in the loop by XLA (a weight sliced for a matrix product, say)."""
+    comps, _, body = _loop_body(hlo_text, trip_count)
+    names = [_NAME.match(line).group(1) for line in comps[body]]
+    rhs = {n: _INSTR.match(line).group(2) for n, line in zip(names, comps[body])}
+    root = _NAME.match(next(line for line in comps[body] if "ROOT" in line)).group(1)
+    param = next(n for n in names if _opcode(rhs[n]) == "parameter")
+    outputs = _operands(rhs[root])
+    fixed, found = set(), []
+    for n in names:  # instructions are listed after their operands
+        op = _opcode(rhs[n])
+        index = re.search(rf"get-tuple-element\({re.escape(param)}\), index=(\d+)", rhs[n])
+        if index:
+            if outputs[int(index.group(1))] == n:  # passed on unchanged
+                fixed.add(n)
+        elif op == "constant" or (
+            op not in _CONTROL | {"parameter", "tuple"}
+            and not op.startswith("rng")
+            and all(o in fixed for o in _operands(rhs[n]))
+        ):
+            fixed.add(n)
+            if op not in FREE_OPCODES:
+                found.append((op, rhs[n].split(" ")[0]))
+    return found
+
+
+def _operands(rhs: str) -> list[str]:
+    """The operand names of an instruction's right-hand side, in order."""
+    op = _opcode(rhs)
+    start = rhs.index(op + "(", rhs.index(" ")) + len(op) + 1
+    depth = 1
+    for i, ch in enumerate(rhs[start:]):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return re.findall(r"%[\w.\-]+", rhs[start : start + i])
+    raise ValueError(f"unbalanced operands in {rhs[:80]!r}")
 
 
 def _count(comps: dict[str, list[str]], *roots: str) -> KernelCount:
@@ -184,10 +235,10 @@ def sampling_step(model, params, batch: int, method: str = "cached", cond=None):
     return step, (state, x, jnp.int32(1), jax.random.key(0))
 
 
-def sampler_kernels(model, params, batch: int, method: str = "cached") -> KernelCount:
-    """:func:`loop_body_kernels` of ``model.sample(params, key, batch, method=method)``
-    compiled for the default backend with ``params`` (arrays, or shapes from
-    ``jax.eval_shape``) as arguments: the kernels one step runs inside the sampler's loop."""
+def sampler_program(model, params, batch: int, method: str = "cached") -> tuple[str, int]:
+    """``(text, steps)``: ``model.sample(params, key, batch, method=method)`` compiled for the
+    default backend with ``params`` (arrays, or shapes from ``jax.eval_shape``) as arguments,
+    and the trip count of its loop."""
     if method == "naive" or method not in model.sample_methods:
         raise ValueError(
             f"{model.name}: expected a cached sampling method of {list(model.sample_methods)} "
@@ -196,7 +247,19 @@ def sampler_kernels(model, params, batch: int, method: str = "cached") -> Kernel
     cond = model.dummy_cond(batch)
     sample = jax.jit(lambda p, key: model.sample(p, key, batch, cond, method=method))
     text = sample.lower(params, jax.random.key(0)).compile().as_text()
-    return loop_body_kernels(text, model.num_dims // model.distribution.dims_per_step)
+    return text, model.num_dims // model.distribution.dims_per_step
+
+
+def sampler_kernels(model, params, batch: int, method: str = "cached") -> KernelCount:
+    """:func:`loop_body_kernels` of :func:`sampler_program`: the kernels one step runs
+    inside the sampler's loop."""
+    return loop_body_kernels(*sampler_program(model, params, batch, method))
+
+
+def float_invariants(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The kernels of :func:`loop_invariant_kernels` that compute floating-point arrays (the
+    others are the PRNG's integer constants, a few scalars)."""
+    return [k for k in found if re.match(r"\(?(f|bf)\d", k[1])]
 
 
 WAVENET_PAPER = dict(
@@ -227,8 +290,14 @@ def rows(names, batch: int, methods, image, hparams=None) -> list[dict]:
         for method in methods:
             if method not in model.sample_methods:
                 continue
-            c = sampler_kernels(model, params, batch, method)
-            out.append(dict(model=name, method=method, batch=batch, **dataclasses.asdict(c)))
+            text, steps = sampler_program(model, params, batch, method)
+            c = loop_body_kernels(text, steps)
+            fixed = len(float_invariants(loop_invariant_kernels(text, steps)))
+            out.append(
+                dict(
+                    model=name, method=method, batch=batch, invariant=fixed, **dataclasses.asdict(c)
+                )
+            )
             print(_row(out[-1]), flush=True)
     return out
 
@@ -237,13 +306,14 @@ def _row(r: dict) -> str:
     top = ", ".join(f"{k} {v}" for k, v in sorted(r["by_opcode"].items(), key=lambda kv: -kv[1]))
     return (
         f"| {r['model']} | {r['method']} | {r['batch']} | {r['kernels']} | {r['launches']} "
-        f"| {top} |"
+        f"| {r['invariant']} | {top} |"
     )
 
 
 TABLE_HEAD = (
-    "| model | method | batch | kernels | launches per step | by opcode |\n"
-    "|---|---|---:|---:|---:|---|"
+    "| model | method | batch | kernels | launches per step "
+    "| loop-invariant kernels on floats | by opcode |\n"
+    "|---|---|---:|---:|---:|---:|---|"
 )
 
 

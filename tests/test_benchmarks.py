@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxar import compilation, parallel
+from jaxar import compilation, models, parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -194,6 +194,39 @@ def test_loop_body_kernels_counts_one_iteration_of_the_loop_of_that_trip_count()
         return kernels.loop_body_kernels(text.as_text(), 11).kernels
 
     assert 1 <= scan(1) < scan(3)
+
+
+def test_loop_invariant_kernels_finds_work_xla_left_in_a_loop():
+    """A weight sliced for a product with the loop's carry stays in the loop (a copy at every
+    trip); sliced, then scaled, it leaves the loop with the product."""
+    x, w = jnp.ones((4, 8)), jnp.ones((3, 8, 8))
+
+    def left(f):
+        run = lambda c, w: jax.lax.scan(lambda c, _: (f(c, w), None), c, length=11)[0]
+        text = jax.jit(run).lower(x, w).compile().as_text()
+        return kernels.float_invariants(kernels.loop_invariant_kernels(text, 11))
+
+    assert left(lambda c, w: jnp.tanh(c @ w[1])) == [("fusion", "f32[8,8]{1,0}")]
+    assert left(lambda c, w: jnp.tanh(c @ (w[1] * 2.0))) == []
+    assert left(lambda c, w: jnp.tanh(c @ c.T @ c)) == []
+    # x is a constant here: XLA materialises its ones (a broadcast) at every trip
+    assert left(lambda c, w: jnp.tanh(c @ c.T @ x)) == [("fusion", "f32[4,8]{1,0}")]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n for n in models.names() if isinstance(models.create_tiny(n), models.AutoregressiveModel)],
+)
+def test_no_sampler_loop_recomputes_work_on_its_weights(name):
+    """Compiled, no model's sampler repeats at every step a computation on its weights alone
+    (3942bba's WaveNet: 31 weight copies a step; PixelCNN's masked kernels: one per layer;
+    the Diagonal BiLSTM's all-ones 1x1 mask, materialised at every step). Not "pallas": on
+    CPU its kernel runs in interpret mode, whose HLO simulates the kernel's grid and loops."""
+    model = models.create_tiny(name, num_levels=16)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    for method in [m for m in model.sample_methods if m not in ("naive", "pallas")]:
+        text, steps = kernels.sampler_program(model, params, 2, method)
+        assert kernels.float_invariants(kernels.loop_invariant_kernels(text, steps)) == [], method
 
 
 def test_count_kernels_on_compiled_code_grows_with_unfusable_work():
