@@ -85,18 +85,12 @@ class CausalConv1D(AutoregressiveModel):
 
     def init_cache(self, params, batch, cond=None):
         zero = jnp.zeros((), jnp.int32)
-        return self.zero_cache(params, CausalConv1DNet.step, jnp.zeros((batch,), jnp.int32), zero)
+        prev = jnp.zeros((batch,), jnp.int32)
+        return self.decode_state(params, CausalConv1DNet.step, prev, zero)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         prev = lax.dynamic_index_in_dim(x_flat, jnp.maximum(step - 1, 0), 1, keepdims=False)
-        logits, variables = self.net.apply(
-            {"params": params, "cache": cache},
-            prev,
-            step,
-            method=CausalConv1DNet.step,
-            mutable=["cache"],
-        )
-        return logits, variables["cache"]
+        return self.decode(params, cache, prev, step, method=CausalConv1DNet.step)
 
 
 @register("causal_conv1d", tiny=dict(features=8, num_layers=2, kernel=3))

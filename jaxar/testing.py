@@ -38,6 +38,7 @@ __all__ = [
     "assert_teacher_forced_matches_full",
     "compiled_sampler",
     "invariant_slices",
+    "invariant_work",
     "moved_arrays",
     "randomize_params",
     "teacher_forced_params",
@@ -257,6 +258,8 @@ _NOT_WORTH_ALONE = frozenset(
     {"slice", "split", "reshape", "squeeze", "expand_dims", "broadcast_in_dim", "transpose"}
     | {"rev", "iota"}
 )
+#: What moves data without arithmetic (:func:`invariant_work` leaves it out).
+_MOVES = _NOT_WORTH_ALONE | {"gather", "dynamic_slice", "concatenate", "pad"}
 
 
 def invariant_slices(model, params, batch: int, cond=None, method: str = "cached") -> list:
@@ -271,19 +274,71 @@ def invariant_slices(model, params, batch: int, cond=None, method: str = "cached
     ``dynamic_slice`` of invariants is hoisted alone and is not listed. A sampler that lays out
     its weights before its loop has none. Traced, nothing compiled or run.
     """
+    found = []
+    for _, fixed, users in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
+
+        def hoisted(var) -> bool:  # does a consumer XLA hoists take ``var`` out of the loop?
+            for e in users.get(var, ()):
+                if id(e) in fixed and (
+                    e.primitive.name not in _NOT_WORTH_ALONE or any(map(hoisted, e.outvars))
+                ):
+                    return True
+            return False
+
+        for eqn in fixed.values():
+            if eqn.primitive.name in _SLICES and not all(map(hoisted, eqn.outvars)):
+                shapes = (eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape)
+                found.append((eqn.primitive.name, *shapes))
+    return found
+
+
+def invariant_work(model, params, batch: int, cond=None, method: str = "cached") -> list:
+    """``(primitive, result shape)`` of every array operation that one step of the sequential
+    sampler ``method`` does on values that do not change from step to step alone (the
+    weights, the conditioning, constants, what only they compute), other than moving data
+    (reshapes, broadcasts, gathers, padding; slices: :func:`invariant_slices`).
+
+    Whether such work leaves the loop is up to the compiler, and not every backend takes it
+    out: compiled for an H200, PixelCNN's step multiplied each masked kernel by its mask at
+    every step (BENCHMARKS.md). A sampler that builds its weights before its loop
+    (:func:`jaxar.nn.decode.decode_weight`) has none. Only floating-point arrays are listed:
+    scalars and integer arrays computed from constants alone (index arithmetic) are folded by
+    XLA. Traced, nothing compiled or run.
+    """
+    found = []
+    for _, fixed, _ in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
+        for eqn in fixed.values():
+            if (
+                eqn.primitive.name not in _MOVES
+                and not any(True for _ in _sub_jaxprs(eqn))
+                and any(v.aval.shape != () and _inexact(v) for v in eqn.outvars)
+            ):
+                found.append((eqn.primitive.name, eqn.outvars[0].aval.shape))
+    return found
+
+
+def _inexact(var) -> bool:
+    return jnp.issubdtype(var.aval.dtype, jnp.inexact)
+
+
+def _step_jaxpr(model, params, batch, cond, method):
+    """The jaxpr of one step of ``model``'s sequential sampler ``method``: the sampler's
+    state an argument, its weights closed over (constants)."""
     state, step_fn = model.cached_sampler(params, batch, cond, method)
     x_flat = jnp.zeros((batch, model.num_dims), jnp.int32)
-    closed = jax.make_jaxpr(step_fn)(state, x_flat, jnp.int32(0))
-    return _invariant_slices(closed.jaxpr, set(closed.jaxpr.constvars))
+    return jax.make_jaxpr(step_fn)(state, x_flat, jnp.int32(0)).jaxpr
 
 
-def _invariant_slices(jaxpr, invariant: set) -> list:
-    """The walk of :func:`invariant_slices`: ``invariant`` are the variables known not to change
-    (a closed-over array, and what only they and literals compute), into nested jaxprs."""
-    found, slices, users, fixed_eqns = [], [], {}, set()
-    fixed = lambda v: isinstance(v, jax_core.Literal) or v in invariant
+def _invariant_walk(jaxpr, invariant: set | None = None):
+    """``(jaxpr, fixed, users)`` for ``jaxpr`` and each jaxpr nested in it: ``fixed`` the
+    equations (by id) that compute from invariants alone, ``users`` each variable's
+    consumers. ``invariant`` are the variables known not to change (``jaxpr``'s constants
+    when None, and what only they and literals compute)."""
+    invariant = set(jaxpr.constvars) if invariant is None else invariant
+    fixed, users = {}, {}
+    is_fixed = lambda v: isinstance(v, jax_core.Literal) or v in invariant
     for eqn in jaxpr.eqns:
-        ins = [fixed(v) for v in eqn.invars]
+        ins = [is_fixed(v) for v in eqn.invars]
         for v in eqn.invars:
             if not isinstance(v, jax_core.Literal):
                 users.setdefault(v, []).append(eqn)
@@ -294,25 +349,11 @@ def _invariant_slices(jaxpr, invariant: set) -> list:
             if len(args) != len(sub.invars):
                 args = [False] * len(sub.invars)
             inner = {v for v, f in zip(sub.invars, args) if f} | set(sub.constvars)
-            found += _invariant_slices(sub, inner)
+            yield from _invariant_walk(sub, inner)
         if all(ins):
             invariant.update(eqn.outvars)
-            fixed_eqns.add(id(eqn))
-            if eqn.primitive.name in _SLICES:
-                slices.append(eqn)
-
-    def hoisted(var) -> bool:  # does a consumer XLA hoists take ``var`` out of the loop?
-        for e in users.get(var, ()):
-            if id(e) in fixed_eqns and (
-                e.primitive.name not in _NOT_WORTH_ALONE or any(map(hoisted, e.outvars))
-            ):
-                return True
-        return False
-
-    for eqn in slices:
-        if not all(map(hoisted, eqn.outvars)):
-            found.append((eqn.primitive.name, eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape))
-    return found
+            fixed[id(eqn)] = eqn
+    yield jaxpr, fixed, users
 
 
 def _sub_jaxprs(eqn):

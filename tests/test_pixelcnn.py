@@ -161,3 +161,33 @@ class TestBadInput:
     def test_features_not_divisible_by_colour_groups(self):
         with pytest.raises(ValueError, match="divisible"):
             jaxar.create("pixelcnn", image_shape=(4, 4, 3), features=10)
+
+
+def test_sampler_builds_masked_kernels_once_and_its_steps_read_them(rng):
+    """The cached sampler's state carries every masked layer's kernel rows times their mask,
+    built before the loop (``jaxar.nn.decode``); a step reads them (zeroed, its logits
+    change) and gives what it gives without them, when it builds them itself."""
+    from jaxar.nn import conv_mask
+    from jaxar.nn.decode import DECODE_WEIGHTS
+
+    model = tiny((4, 4, 3))
+    params = randomize_params(model.init(rng), jax.random.key(1))
+    state = model.init_cache(params, 2)
+    built = state[DECODE_WEIGHTS]
+    masked = {}
+    for name, layer in params.items():
+        if "kernel" in layer:
+            k = layer["kernel"]
+            m = conv_mask(k.shape[:2], k.shape[2], k.shape[3], "A" if name == "first" else "B", 3)
+            rows = k.shape[0] // 2 + 1
+            if rows < k.shape[0] or not m.all():
+                masked[name] = k[:rows] * m[:rows]
+    assert masked and set(built) == set(masked)
+    for name, kernel in masked.items():
+        np.testing.assert_array_equal(built[name]["kernel"], kernel)
+    x = jax.random.randint(jax.random.key(2), (2, model.num_dims), 0, 4)
+    step = lambda s: model.cached_step(params, s, x, jnp.int32(4))[0]
+    without = {k: v for k, v in state.items() if k != DECODE_WEIGHTS}
+    np.testing.assert_array_equal(step(state), step(without))
+    zeroed = {**state, DECODE_WEIGHTS: jax.tree.map(jnp.zeros_like, built)}
+    assert not np.allclose(step(zeroed), step(state))

@@ -102,8 +102,9 @@ def test_cached_step_teacher_forced_equals_full_forward(shape, levels, num_class
 def test_cache_layout():
     model, params = make((2, 3, 3), num_layers=2, num_heads=2, embed_dim=8)
     cache = model.init_cache(params, 5)
-    assert set(cache) == {"block0", "block1"}
-    for layer in cache.values():
+    assert set(cache) == {"cache"}  # no weights built before the loop: none derived
+    assert set(cache["cache"]) == {"block0", "block1"}
+    for layer in cache["cache"].values():
         assert set(layer["attn"]) == {"key", "value"}
         for buf in layer["attn"].values():
             assert buf.shape == (10, 18, 4) and buf.dtype == jnp.float32  # (B * heads, D, d)

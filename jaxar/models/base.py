@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxar import objectives, sampling
+from jaxar.nn.decode import DECODE_WEIGHTS
 
 __all__ = ["AutoregressiveModel"]
 
@@ -281,6 +282,32 @@ class AutoregressiveModel:
             args,
         )
         return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def decode_state(self, params: Params, method, *args) -> dict:
+        """The initial state of the decode path ``self.net.apply(..., method=method)`` on
+        ``args``: ``{"cache": zeros}`` shaped like the ``cache`` collection it writes
+        (:meth:`zero_cache`) and, when its layers derive weights from their parameters
+        (:func:`jaxar.nn.decode.decode_weight`, a masked kernel), those weights, built here,
+        once, in the ``decode_weights`` collection: the sampler's loop then reads them and
+        does not compute them again at every step (:meth:`decode`)."""
+
+        def variables(p, a):
+            mutable = ["cache", DECODE_WEIGHTS]
+            return self.net.apply({"params": p}, *a, method=method, mutable=mutable)[1]
+
+        shapes = jax.eval_shape(variables, params, args)
+        state = {"cache": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])}
+        if shapes.get(DECODE_WEIGHTS):  # one decode step run; under jit, only the weights'
+            state[DECODE_WEIGHTS] = variables(params, args)[DECODE_WEIGHTS]  # work is kept
+        return state
+
+    def decode(self, params: Params, state: dict, *args, method) -> tuple[Any, dict]:
+        """``(output, new state)`` of the decode path ``method`` on ``args`` and the state of
+        :meth:`decode_state`: its ``cache`` updated, its weights passed on unchanged."""
+        out, variables = self.net.apply(
+            {"params": params, **state}, *args, method=method, mutable=["cache"]
+        )
+        return out, {**state, "cache": variables["cache"]}
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         """One cached decode step: ``(params of step's distribution, new cache)``."""

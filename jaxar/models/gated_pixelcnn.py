@@ -265,7 +265,7 @@ class GatedPixelCNN(AutoregressiveModel):
     # ----------------------------------------------------------------- cached sampler
     def init_cache(self, params, batch, cond=None):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
-        return self.zero_cache(params, GatedPixelCNNNet.decode_all, image, cond)
+        return self.decode_state(params, GatedPixelCNNNet.decode_all, image, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         _, width, channels = self.event_shape
@@ -274,28 +274,16 @@ class GatedPixelCNN(AutoregressiveModel):
         image = x_flat.reshape((x_flat.shape[0], *self.event_shape))
 
         def new_row(cache):
-            _, variables = self.net.apply(
-                {"params": params, "cache": cache},
-                image,
-                h,
-                cond,
-                method=GatedPixelCNNNet.vertical_row,
-                mutable=["cache"],
-            )
-            return variables["cache"]
+            return self.decode(params, cache, image, h, cond, method=GatedPixelCNNNet.vertical_row)[
+                1
+            ]
 
         # The vertical stack runs once per row, at the row's first sub-pixel.
         cache = lax.cond((w == 0) & (c == 0), new_row, lambda cache: cache, cache)
-        logits, variables = self.net.apply(
-            {"params": params, "cache": cache},
-            image,
-            h,
-            w,
-            cond,
-            method=GatedPixelCNNNet.horizontal_pixel,
-            mutable=["cache"],
+        logits, cache = self.decode(
+            params, cache, image, h, w, cond, method=GatedPixelCNNNet.horizontal_pixel
         )
-        return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), variables["cache"]
+        return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), cache
 
 
 @register(

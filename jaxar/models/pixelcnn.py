@@ -92,23 +92,15 @@ class PixelCNN(AutoregressiveModel):
     def init_cache(self, params, batch, cond=None):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
-        return self.zero_cache(params, PixelCNNNet.step, image, zero, zero, cond)
+        return self.decode_state(params, PixelCNNNet.step, image, zero, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         _, width, channels = self.event_shape
         pix, c = jnp.divmod(step, channels)
         h, w = jnp.divmod(pix, width)
         image = x_flat.reshape((x_flat.shape[0], *self.event_shape))
-        logits, variables = self.net.apply(
-            {"params": params, "cache": cache},
-            image,
-            h,
-            w,
-            cond,
-            method=PixelCNNNet.step,
-            mutable=["cache"],
-        )
-        return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), variables["cache"]
+        logits, cache = self.decode(params, cache, image, h, w, cond, method=PixelCNNNet.step)
+        return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), cache
 
 
 @register(

@@ -113,7 +113,7 @@ class PixelRNN(AutoregressiveModel):
     def init_cache(self, params, batch, cond=None):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
-        return self.zero_cache(params, PixelRNNNet.step, image, zero, zero, cond)
+        return self.decode_state(params, PixelRNNNet.step, image, zero, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         _, width, channels = self.event_shape
@@ -122,21 +122,13 @@ class PixelRNN(AutoregressiveModel):
         if self.net.kind == "diagonal_bilstm":
 
             def finish_row(cache):
-                _, variables = self.net.apply(
-                    {"params": params, "cache": cache},
-                    method=PixelRNNNet.finish_row,
-                    mutable=["cache"],
-                )
-                return variables["cache"]
+                return self.decode(params, cache, method=PixelRNNNet.finish_row)[1]
 
             new_row = (h > 0) & (w == 0) & (c == 0)
             cache = lax.cond(new_row, finish_row, lambda cache: cache, cache)
         image = x_flat.reshape((x_flat.shape[0], *self.event_shape))
-        logits, variables = self.net.apply(
-            {"params": params, "cache": cache}, image, h, w, cond,
-            method=PixelRNNNet.step, mutable=["cache"],
-        )  # fmt: skip
-        return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), variables["cache"]
+        logits, cache = self.decode(params, cache, image, h, w, cond, method=PixelRNNNet.step)
+        return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), cache
 
 
 def _build(

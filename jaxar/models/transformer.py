@@ -229,18 +229,10 @@ class Transformer(AutoregressiveModel):
     def init_cache(self, params, batch, cond=None):
         x_flat = jnp.zeros((batch, self.num_dims), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
-        return self.zero_cache(params, TransformerNet.step, x_flat, zero, cond)
+        return self.decode_state(params, TransformerNet.step, x_flat, zero, cond)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
-        logits, variables = self.net.apply(
-            {"params": params, "cache": cache},
-            x_flat,
-            step,
-            cond,
-            method=TransformerNet.step,
-            mutable=["cache"],
-        )
-        return logits, variables["cache"]
+        return self.decode(params, cache, x_flat, step, cond, method=TransformerNet.step)
 
 
 @register("transformer", tiny=dict(num_layers=2, num_heads=2, embed_dim=8, mlp_ratio=2.0))

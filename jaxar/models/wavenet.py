@@ -301,7 +301,7 @@ class WaveNet(AutoregressiveModel):
         else:
             w = decode_weights(params, num_layers, net.dtype)
             head = {k: jax.tree.map(lambda a: a.astype(net.dtype), params[k]) for k in HEAD}
-            lines = self.init_cache(params, batch, cond)["lines"]
+            lines = self.init_cache(params, batch, cond)["cache"]["lines"]
 
             def network(h, lines, rows, c):
                 _, skip, lines = decode_layers(h, lines, rows, w, c)
@@ -445,7 +445,7 @@ class WaveNet(AutoregressiveModel):
         zero = jnp.zeros((), jnp.int32)
         if cond is None:
             cond = self.dummy_cond(batch)
-        return self.zero_cache(params, WaveNetNet.step, prev, zero, cond)
+        return self.decode_state(params, WaveNetNet.step, prev, zero, cond)
 
     def _previous(self, x_flat, step):
         """The step's input ``(B,)``: ``x_{step-1}``, or the start token at step 0."""
@@ -453,15 +453,8 @@ class WaveNet(AutoregressiveModel):
         return jnp.where(step > 0, prev, self.num_levels).astype(jnp.int32)
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
-        logits, variables = self.net.apply(
-            {"params": params, "cache": cache},
-            self._previous(x_flat, step),
-            step,
-            cond,
-            method=WaveNetNet.step,
-            mutable=["cache"],
-        )
-        return logits, variables["cache"]
+        prev = self._previous(x_flat, step)
+        return self.decode(params, cache, prev, step, cond, method=WaveNetNet.step)
 
 
 @register(

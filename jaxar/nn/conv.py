@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from jaxar.nn.decode import decode_weight
 from jaxar.nn.masks import conv_mask
 
 __all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d", "conv_general_dilated", "window_dot"]
@@ -183,17 +184,21 @@ class MaskedConv2D(nn.Module):
         ks = self.kernel_size
         return (ks, ks) if isinstance(ks, int) else (int(ks[0]), int(ks[1]))
 
-    def _masked_kernel(self, in_features: int) -> jnp.ndarray:
+    def _masked_kernel(self, in_features: int, decode: bool = False) -> jnp.ndarray:
         """The kernel's rows above and at the centre, times their mask (the rows below are
-        all masked out). Sliced before the product: in a sampler's loop XLA hoists the
-        product and, with it, the slice; a slice of the product is not hoisted (alone, XLA
-        deems one not worth it) and was a copy of every layer's kernel at every step."""
+        all masked out), in the compute dtype. Sliced before the product: a slice of the
+        product is not hoisted out of a sampler's loop (alone, XLA deems one not worth it)
+        and was a copy of every layer's kernel at every step. For the decode path it is a
+        :func:`~jaxar.nn.decode.decode_weight`, built once before the sampler's loop."""
         mask = conv_mask(self._ks, in_features, self.features, self.mask_type, self.color_channels)
         kernel = self.param("kernel", self.kernel_init, mask.shape, self.param_dtype)
         rows = self._ks[0] // 2 + 1
         if rows == mask.shape[0] and mask.all():  # nothing masked (a 1x1 type-B kernel, say):
             return kernel.astype(self.dtype)  # no product, and no array of ones per step
-        return (kernel[:rows] * jnp.asarray(mask[:rows], self.param_dtype)).astype(self.dtype)
+        masked = lambda: (kernel[:rows] * jnp.asarray(mask[:rows], self.param_dtype)).astype(
+            self.dtype
+        )
+        return decode_weight(self, "kernel", masked) if decode else masked()
 
     def _bias(self) -> jnp.ndarray | None:
         if not self.use_bias:
@@ -213,7 +218,7 @@ class MaskedConv2D(nn.Module):
         cached.
         """
         kh, kw = self._ks
-        kernel = self._masked_kernel(x.shape[-1])
+        kernel = self._masked_kernel(x.shape[-1], decode=pos is not None)
         if pos is None:
             # The mask zeroes every kernel row below the centre, so only rows 0..kh//2 are
             # convolved (the kernel has only those), with the image padded above only: the

@@ -44,6 +44,7 @@ import numpy as np
 from jax import lax
 
 from jaxar.nn.conv import MaskedConv2D, conv2d, window_dot
+from jaxar.nn.decode import decode_weight
 from jaxar.nn.masks import channel_mask
 
 __all__ = [
@@ -164,7 +165,9 @@ class HorizontalConv(nn.Module):
     def _taps(self) -> int:
         return self.kernel_width // 2 + 1
 
-    def _kernel(self, in_features: int) -> jnp.ndarray:
+    def _kernel(self, in_features: int, decode: bool = False) -> jnp.ndarray:
+        """The masked kernel in the compute dtype; for the decode path a
+        :func:`~jaxar.nn.decode.decode_weight`, built once before the sampler's loop."""
         _check_odd("the horizontal kernel width", self.kernel_width)
         taps = self._taps
         mask = np.ones((1, taps, in_features, 2 * self.features), np.float32)
@@ -172,7 +175,8 @@ class HorizontalConv(nn.Module):
             in_features, self.features, self.mask_type, self.color_channels
         )
         kernel = self.param("kernel", nn.initializers.lecun_normal(), mask.shape, self.param_dtype)
-        return (kernel * jnp.asarray(mask, self.param_dtype)).astype(self.dtype)
+        masked = lambda: (kernel * jnp.asarray(mask, self.param_dtype)).astype(self.dtype)
+        return decode_weight(self, "kernel", masked) if decode else masked()
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, pos=None, width: int | None = None) -> jnp.ndarray:
@@ -185,7 +189,7 @@ class HorizontalConv(nn.Module):
         revisiting one (a step per colour channel) overwrites it.
         """
         taps = self._taps
-        kernel = self._kernel(x.shape[-1])
+        kernel = self._kernel(x.shape[-1], decode=pos is not None)
         bias = self.param("bias", nn.initializers.zeros, (2 * self.features,), self.param_dtype)
         bias = bias.astype(self.dtype)
         if pos is None:
