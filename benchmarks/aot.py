@@ -58,6 +58,7 @@ import shlex
 import sys
 import time
 from collections import Counter
+from functools import partial
 
 import host
 import jax
@@ -252,6 +253,13 @@ HEADS = {
         "| Pallas kernel's operands, by memory (TPU) "
         "| note |",
     ),
+    "samplers": (
+        "Whole samplers of the image models (one lax.scan over every sub-pixel; kernels.py's "
+        "32x32x3 sizes, PixelCNN++ at the paper size)",
+        "| model | dtype | batch | compile s | device memory GiB (of target) "
+        "| kernels per step in the loop (GPU) | of them loop-invariant, on floats (GPU) "
+        "| note |",
+    ),
     "parallel": (
         "The runner's data-parallel train step (jaxar.parallel mesh, batch 64 per device, "
         "PixelCNN++ paper size) over 8 devices",
@@ -262,7 +270,10 @@ HEADS = {
 
 
 #: Every model some part compiles (``--models`` picks a subset).
-MODELS = ("wavenet", "pixelcnn", "gated_pixelcnn", "pixelcnn_pp", "transformer")
+MODELS = (
+    "wavenet", "pixelcnn", "gated_pixelcnn", "pixelcnn_pp", "transformer", "row_lstm",
+    "diagonal_bilstm",
+)  # fmt: skip
 
 
 def _kernel_cells(hlo: str) -> list:
@@ -368,10 +379,10 @@ def run_sampling(rep: Report, target: str, models):
         rep.compile("sampling", [name, method, b], step, args, donate=(0, 1), extra=count)
 
 
-def _loop_cells(hlo: str) -> list:
-    """The kernels one step of a compiled 2,000-step WaveNet sampler runs in its loop, and
-    how many of them compute floats from the weights alone (the same at every step)."""
-    steps = kernels.WAVENET_PAPER["length"]
+def _loop_cells(hlo: str, steps: int = kernels.WAVENET_PAPER["length"]) -> list:
+    """The kernels one step of a compiled ``steps``-step sampler (the paper WaveNet's 2,000
+    by default) runs in its loop, and how many of them compute floats from the weights alone
+    (the same at every step)."""
     fixed = kernels.float_invariants(kernels.loop_invariant_kernels(hlo, steps))
     return [kernels.loop_body_kernels(hlo, steps).launches, len(fixed)]
 
@@ -398,6 +409,30 @@ def run_sampler(rep: Report, target: str):
                 )
 
 
+#: The image models whose whole cached samplers "samplers" compiles.
+IMAGE_SAMPLERS = (
+    "pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm", "transformer", "pixelcnn_pp",
+)  # fmt: skip
+
+
+def run_samplers(rep: Report, target: str, models):
+    gpu = target in GPU_TARGETS
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    for name in [n for n in IMAGE_SAMPLERS if n in models]:
+        for dtype in ("float32", "bfloat16"):
+            hp = suite.PIXELCNN_PP_PAPER if name == "pixelcnn_pp" else {}
+            model = kernels.build(name, hparams={**hp, "dtype": dtype})
+            params = jax.eval_shape(model.init, jax.random.key(0))
+            steps = model.num_dims // model.distribution.dims_per_step
+            loop = partial(_loop_cells, steps=steps) if gpu else lambda hlo: ["n/a (TPU)"] * 2
+            for b in (1, 16):
+
+                def sample(params, key, model=model, b=b):
+                    return model.sample(params, key, b, model.dummy_cond(b), "cached")
+
+                rep.compile("samplers", [name, dtype, b], sample, (params, key), extra=loop)
+
+
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="h200", help=f"one of {sorted(TARGETS)}")
@@ -422,6 +457,7 @@ def main(argv=None) -> str:
         "train": lambda rep: run_train(rep, models),
         "sampling": lambda rep: run_sampling(rep, args.target, models),
         "sampler": lambda rep: run_sampler(rep, args.target) if "wavenet" in models else None,
+        "samplers": lambda rep: run_samplers(rep, args.target, models),
         "parallel": lambda rep: run_parallel(rep, args.target, models),
     }
     for part in parts:

@@ -371,14 +371,14 @@ def test_aot_says_what_it_needs_in_one_line():
     assert rc == 1 and not out, (rc, out)
     assert err == (
         "aot.py: expected --target in ['h100', 'h200', 'v5e', 'v6e'] and --only a comma list "
-        "of ['train', 'sampling', 'sampler', 'parallel'], got --target 'v100' --only "
-        "'train,sampling,sampler,parallel'"
+        "of ['train', 'sampling', 'sampler', 'samplers', 'parallel'], got --target 'v100' "
+        "--only 'train,sampling,sampler,samplers,parallel'"
     )
     rc, err, out = run("--models", "wavenet,bogus")
     assert rc == 1 and not out, (rc, out)
     assert err == (
         "aot.py: expected --models a comma list of ['wavenet', 'pixelcnn', 'gated_pixelcnn', "
-        "'pixelcnn_pp', 'transformer'], got 'wavenet,bogus'"
+        "'pixelcnn_pp', 'transformer', 'row_lstm', 'diagonal_bilstm'], got 'wavenet,bogus'"
     )
     v = jax.__version__
     needs = {

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxar.nn.decode import decode_weight
+from jaxar.nn.decode import cast_weight, decode_weight
 from jaxar.nn.masks import conv_mask
 
 __all__ = ["KERNEL_GRAD_CHUNK", "MaskedConv2D", "conv2d", "conv_general_dilated", "window_dot"]
@@ -194,7 +194,7 @@ class MaskedConv2D(nn.Module):
         kernel = self.param("kernel", self.kernel_init, mask.shape, self.param_dtype)
         rows = self._ks[0] // 2 + 1
         if rows == mask.shape[0] and mask.all():  # nothing masked (a 1x1 type-B kernel, say):
-            return kernel.astype(self.dtype)  # no product, and no array of ones per step
+            return cast_weight(self, "kernel", kernel, self.dtype, decode)  # no product
         masked = lambda: (kernel[:rows] * jnp.asarray(mask[:rows], self.param_dtype)).astype(
             self.dtype
         )

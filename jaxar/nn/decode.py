@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-__all__ = ["DECODE_WEIGHTS", "decode_weight"]
+__all__ = ["DECODE_WEIGHTS", "cast_weight", "decode_weight"]
 
 #: The flax collection of the weights decode paths derive from their parameters.
 DECODE_WEIGHTS = "decode_weights"
@@ -34,3 +35,13 @@ def decode_weight(module: nn.Module, name: str, build: Callable[[], jax.Array]) 
     if module.is_mutable_collection(DECODE_WEIGHTS):
         module.put_variable(DECODE_WEIGHTS, name, value)
     return value
+
+
+def cast_weight(module: nn.Module, name: str, weight: jax.Array, dtype, decode: bool) -> jax.Array:
+    """``weight`` in the compute ``dtype``: as it is when it has that dtype already; for a
+    decode path (``decode``) a :func:`decode_weight` when it is a conversion (bfloat16
+    compute, float32 parameters), which the H200's compiler had left in the sampler's loop."""
+    if weight.dtype == jnp.dtype(dtype):
+        return weight
+    cast = lambda: weight.astype(dtype)
+    return decode_weight(module, name, cast) if decode else cast()

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxar.nn.conv import MaskedConv2D
+from jaxar.nn.decode import cast_weight
 
 __all__ = ["DiagonalBiLSTM", "DiagonalLSTM", "RowLSTM", "lstm_cell", "skew", "unskew"]
 
@@ -140,10 +141,9 @@ class RowLSTM(nn.Module):
             jnp.float32,
         )
 
-    def _ss_matrix(self):
-        return self.state_to_state.reshape(self.kernel * self.hidden, 4 * self.hidden).astype(
-            self.dtype
-        )
+    def _ss_matrix(self, decode: bool = False):
+        w = self.state_to_state.reshape(self.kernel * self.hidden, 4 * self.hidden)
+        return cast_weight(self, "state_to_state", w, self.dtype, decode)
 
     def __call__(self, x: jnp.ndarray, pos=None, width: int | None = None) -> jnp.ndarray:
         """``(B, H, W, F)`` -> ``(B, H, W, hidden)``; or the decode path at ``pos``."""
@@ -183,7 +183,7 @@ class RowLSTM(nn.Module):
         buf = self.variable("cache", "hc", jnp.zeros, shape, jnp.float32)
         prev, cur = (i + 1) % 2, i % 2  # the ring slots of rows i - 1 and i
         window = lax.dynamic_slice_in_dim(buf.value[:, prev, :, :n], j, k, axis=1)  # j-p .. j+p
-        z = z_is + window.astype(self.dtype).reshape(b, k * n) @ self._ss_matrix()
+        z = z_is + window.astype(self.dtype).reshape(b, k * n) @ self._ss_matrix(decode=True)
         h, c = lstm_cell(z, buf.value[:, prev, j + p, n:], self.color_channels, self.dtype)
         # Row -1 reads as zeros: slot 1 is still all zeros while row 0 is generated.
         hc = jnp.concatenate([h.astype(jnp.float32), c.astype(jnp.float32)], axis=-1)
@@ -218,8 +218,9 @@ class DiagonalLSTM(nn.Module):
             jnp.float32,
         )
 
-    def _ss_matrix(self):
-        return self.state_to_state.reshape(2 * self.hidden, 4 * self.hidden).astype(self.dtype)
+    def _ss_matrix(self, decode: bool = False):
+        w = self.state_to_state.reshape(2 * self.hidden, 4 * self.hidden)
+        return cast_weight(self, "state_to_state", w, self.dtype, decode)
 
     def __call__(self, x: jnp.ndarray, pos=None, width: int | None = None) -> jnp.ndarray:
         """``(B, H, W, F)`` -> ``(B, H, W, hidden)``; or the decode path at ``pos``."""
@@ -258,9 +259,8 @@ class DiagonalLSTM(nn.Module):
         buf = self.variable("cache", "hc", jnp.zeros, (b, 2, width + 1, 2 * n), jnp.float32)
         prev, cur = (i + 1) % 2, i % 2  # the ring slots of rows i - 1 and i
         up, left = buf.value[:, prev, j + 1, :n], buf.value[:, cur, j]  # (i - 1, j), (i, j - 1)
-        z = (
-            z_is
-            + jnp.concatenate([up, left[:, :n]], axis=-1).astype(self.dtype) @ self._ss_matrix()
+        z = z_is + jnp.concatenate([up, left[:, :n]], axis=-1).astype(self.dtype) @ self._ss_matrix(
+            decode=True
         )
         h, c = lstm_cell(z, left[:, n:], self.color_channels, self.dtype)
         # Row -1 reads as zeros (slot 1 is untouched during row 0), column -1 from index 0.
@@ -277,7 +277,7 @@ class DiagonalLSTM(nn.Module):
         ``flip(self(flip(x)))`` (flip: mirror the width).
         """
         z_is = self.input_to_state(x_row[:, None])[:, 0]  # (B, W, 4 hidden)
-        w_ss = self._ss_matrix()
+        w_ss = self._ss_matrix(decode=True)
 
         def column(carry, inp):
             h_right, c_right = carry
