@@ -112,20 +112,23 @@ def test_cached_sampler_never_copies_the_events(name):
     assert [s for s in copied if math.prod(s) == events] == [], copied
 
 
+class Stepper:
+    """A model whose sampler's step is ``body(state, x_flat, step)``, state ``(batch, 6)``."""
+
+    num_dims = 3
+
+    def __init__(self, body):
+        self.body = body
+
+    def cached_sampler(self, params, batch, cond=None, method="cached"):
+        return jnp.zeros((batch, 6)), lambda s, x, t: (self.body(s, x, t), s)
+
+
 def test_invariant_slices_finds_what_a_step_slices_of_its_weights():
     """The checker sees a weight sliced inside a step, also under a jit and in a cond's
     branch; not a slice XLA hoists with its consumer, nor a gather, nor anything sliced of
     what changes from step to step (the state, the events)."""
     w = jnp.arange(24.0).reshape(4, 6)
-
-    class Stepper:
-        num_dims = 3
-
-        def __init__(self, body):
-            self.body = body
-
-        def cached_sampler(self, params, batch, cond=None, method="cached"):
-            return jnp.zeros((batch, 6)), lambda s, x, t: (self.body(s, x, t), s)
 
     lax = jax.lax
     cases = {
@@ -151,15 +154,6 @@ def test_invariant_work_finds_what_a_step_computes_from_its_weights():
     """The checker sees arithmetic on a weight alone, also under a jit and in a cond's branch;
     not what the step computes with its state, nor moved data, nor scalar index arithmetic."""
     w = jnp.arange(24.0).reshape(4, 6)
-
-    class Stepper:
-        num_dims = 3
-
-        def __init__(self, body):
-            self.body = body
-
-        def cached_sampler(self, params, batch, cond=None, method="cached"):
-            return jnp.zeros((batch, 6)), lambda s, x, t: (self.body(s, x, t), s)
 
     lax = jax.lax
     cases = {
