@@ -44,6 +44,11 @@ def _init_net(net: nn.Module, rng: jax.Array, x, cond) -> Params:
     return net.init({"params": p_rng, "dropout": d_rng}, x, cond)["params"]
 
 
+def _zeros(shapes):
+    """Zeros shaped like ``shapes`` (a tree of ``jax.ShapeDtypeStruct``)."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
 class AutoregressiveModel:
     """An autoregressive model over integer events of shape ``event_shape``.
 
@@ -281,7 +286,7 @@ class AutoregressiveModel:
             params,
             args,
         )
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return _zeros(shapes)
 
     def decode_state(self, params: Params, method, *args) -> dict:
         """The initial state of the decode path ``self.net.apply(..., method=method)`` on
@@ -296,7 +301,7 @@ class AutoregressiveModel:
             return self.net.apply({"params": p}, *a, method=method, mutable=mutable)[1]
 
         shapes = jax.eval_shape(variables, params, args)
-        state = {"cache": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])}
+        state = {"cache": _zeros(shapes["cache"])}
         if shapes.get(DECODE_WEIGHTS):  # one decode step run; under jit, only the weights'
             state[DECODE_WEIGHTS] = variables(params, args)[DECODE_WEIGHTS]  # work is kept
         return state

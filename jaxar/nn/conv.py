@@ -198,7 +198,7 @@ class MaskedConv2D(nn.Module):
         masked = lambda: (kernel[:rows] * jnp.asarray(mask[:rows], self.param_dtype)).astype(
             self.dtype
         )
-        return decode_weight(self, "kernel", masked) if decode else masked()
+        return decode_weight(self, "kernel", masked, decode)
 
     def _bias(self) -> jnp.ndarray | None:
         if not self.use_bias:

@@ -22,13 +22,18 @@ __all__ = ["DECODE_WEIGHTS", "cast_weight", "decode_weight"]
 DECODE_WEIGHTS = "decode_weights"
 
 
-def decode_weight(module: nn.Module, name: str, build: Callable[[], jax.Array]) -> jax.Array:
-    """``build()``, a function of ``module``'s parameters alone, for ``module``'s decode path.
+def decode_weight(
+    module: nn.Module, name: str, build: Callable[[], jax.Array], decode: bool = True
+) -> jax.Array:
+    """``build()``, a function of ``module``'s parameters alone, for ``module``'s decode path
+    (``decode``; the full path just builds it).
 
     Read from the :data:`DECODE_WEIGHTS` collection when it holds ``name`` (every step of a
     sampler); built and stored there when the collection is mutable (the sampler's set-up,
     before its loop); built in place otherwise (a decode step applied without the
     collection: the same value)."""
+    if not decode:
+        return build()
     if module.has_variable(DECODE_WEIGHTS, name):
         return module.get_variable(DECODE_WEIGHTS, name)
     value = build()
@@ -43,5 +48,4 @@ def cast_weight(module: nn.Module, name: str, weight: jax.Array, dtype, decode: 
     compute, float32 parameters), which the H200's compiler had left in the sampler's loop."""
     if weight.dtype == jnp.dtype(dtype):
         return weight
-    cast = lambda: weight.astype(dtype)
-    return decode_weight(module, name, cast) if decode else cast()
+    return decode_weight(module, name, lambda: weight.astype(dtype), decode)

@@ -176,7 +176,7 @@ class HorizontalConv(nn.Module):
         )
         kernel = self.param("kernel", nn.initializers.lecun_normal(), mask.shape, self.param_dtype)
         masked = lambda: (kernel * jnp.asarray(mask, self.param_dtype)).astype(self.dtype)
-        return decode_weight(self, "kernel", masked) if decode else masked()
+        return decode_weight(self, "kernel", masked, decode)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, pos=None, width: int | None = None) -> jnp.ndarray:
