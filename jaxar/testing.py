@@ -275,7 +275,7 @@ def invariant_slices(model, params, batch: int, cond=None, method: str = "cached
     its weights before its loop has none. Traced, nothing compiled or run.
     """
     found = []
-    for _, fixed, users in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
+    for fixed, users in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
 
         def hoisted(var) -> bool:  # does a consumer XLA hoists take ``var`` out of the loop?
             for e in users.get(var, ()):
@@ -306,11 +306,11 @@ def invariant_work(model, params, batch: int, cond=None, method: str = "cached")
     XLA. Traced, nothing compiled or run.
     """
     found = []
-    for _, fixed, _ in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
+    for fixed, _ in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
         for eqn in fixed.values():
             if (
                 eqn.primitive.name not in _MOVES
-                and not any(True for _ in _sub_jaxprs(eqn))
+                and next(_sub_jaxprs(eqn), None) is None
                 and any(v.aval.shape != () and _inexact(v) for v in eqn.outvars)
             ):
                 found.append((eqn.primitive.name, eqn.outvars[0].aval.shape))
@@ -330,7 +330,7 @@ def _step_jaxpr(model, params, batch, cond, method):
 
 
 def _invariant_walk(jaxpr, invariant: set | None = None):
-    """``(jaxpr, fixed, users)`` for ``jaxpr`` and each jaxpr nested in it: ``fixed`` the
+    """``(fixed, users)`` for ``jaxpr`` and each jaxpr nested in it: ``fixed`` the
     equations (by id) that compute from invariants alone, ``users`` each variable's
     consumers. ``invariant`` are the variables known not to change (``jaxpr``'s constants
     when None, and what only they and literals compute)."""
@@ -353,7 +353,7 @@ def _invariant_walk(jaxpr, invariant: set | None = None):
         if all(ins):
             invariant.update(eqn.outvars)
             fixed[id(eqn)] = eqn
-    yield jaxpr, fixed, users
+    yield fixed, users
 
 
 def _sub_jaxprs(eqn):
