@@ -275,7 +275,7 @@ def invariant_slices(model, params, batch: int, cond=None, method: str = "cached
     its weights before its loop has none. Traced, nothing compiled or run.
     """
     found = []
-    for fixed, users in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
+    for fixed, users in _invariant_walk(*_step_jaxpr(model, params, batch, cond, method)):
 
         def hoisted(var) -> bool:  # does a consumer XLA hoists take ``var`` out of the loop?
             for e in users.get(var, ()):
@@ -295,7 +295,8 @@ def invariant_slices(model, params, batch: int, cond=None, method: str = "cached
 def invariant_work(model, params, batch: int, cond=None, method: str = "cached") -> list:
     """``(primitive, result shape)`` of every array operation that one step of the sequential
     sampler ``method`` does on values that do not change from step to step alone (the
-    weights, the conditioning, constants, what only they compute), other than moving data
+    weights, closed over or carried unchanged in the sampler's state, the conditioning,
+    constants, what only they compute), other than moving data
     (reshapes, broadcasts, gathers, padding; slices: :func:`invariant_slices`).
 
     Whether such work leaves the loop is up to the compiler, and not every backend takes it
@@ -306,7 +307,7 @@ def invariant_work(model, params, batch: int, cond=None, method: str = "cached")
     XLA. Traced, nothing compiled or run.
     """
     found = []
-    for fixed, _ in _invariant_walk(_step_jaxpr(model, params, batch, cond, method)):
+    for fixed, _ in _invariant_walk(*_step_jaxpr(model, params, batch, cond, method)):
         for eqn in fixed.values():
             if (
                 eqn.primitive.name not in _MOVES
@@ -322,11 +323,16 @@ def _inexact(var) -> bool:
 
 
 def _step_jaxpr(model, params, batch, cond, method):
-    """The jaxpr of one step of ``model``'s sequential sampler ``method``: the sampler's
-    state an argument, its weights closed over (constants)."""
+    """The jaxpr of one step of ``model``'s sequential sampler ``method`` (the sampler's state
+    an argument, its weights closed over) and the variables that do not change from step to
+    step: its constants and the parts of the state the step passes on unchanged (weights a
+    sampler built before its loop)."""
     state, step_fn = model.cached_sampler(params, batch, cond, method)
     x_flat = jnp.zeros((batch, model.num_dims), jnp.int32)
-    return jax.make_jaxpr(step_fn)(state, x_flat, jnp.int32(0)).jaxpr
+    jaxpr = jax.make_jaxpr(step_fn)(state, x_flat, jnp.int32(0)).jaxpr
+    n = len(jax.tree.leaves(state))
+    ins, outs = jaxpr.invars[:n], jaxpr.outvars[-n:]  # step_fn returns (output, new state)
+    return jaxpr, set(jaxpr.constvars) | {v for v, w in zip(ins, outs) if v is w}
 
 
 def _invariant_walk(jaxpr, invariant: set | None = None):

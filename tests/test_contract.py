@@ -113,15 +113,22 @@ def test_cached_sampler_never_copies_the_events(name):
 
 
 class Stepper:
-    """A model whose sampler's step is ``body(state, x_flat, step)``, state ``(batch, 6)``."""
+    """A model whose sampler's step is ``body(state, x_flat, step)``, state ``(batch, 6)``
+    (changed by every step); with ``weights``, ``body(state, x_flat, step, weights)`` and the
+    weights carried in the sampler's state, passed on unchanged."""
 
     num_dims = 3
 
-    def __init__(self, body):
-        self.body = body
+    def __init__(self, body, weights=None):
+        self.body, self.weights = body, weights
 
     def cached_sampler(self, params, batch, cond=None, method="cached"):
-        return jnp.zeros((batch, 6)), lambda s, x, t: (self.body(s, x, t), s)
+        def step(state, x, t):
+            s, w = state
+            out = self.body(s, x, t) if w is None else self.body(s, x, t, w)
+            return out, (s + 1.0, w)
+
+        return (jnp.zeros((batch, 6)), self.weights), step
 
 
 def test_invariant_slices_finds_what_a_step_slices_of_its_weights():
@@ -173,15 +180,21 @@ def test_invariant_work_finds_what_a_step_computes_from_its_weights():
     for what, (body, want) in cases.items():
         got = [(p, tuple(shape)) for p, shape in invariant_work(Stepper(body), None, 2)]
         assert got == want, (what, got)
+    # Weights built before the loop and carried in the sampler's state are invariants too.
+    carried = Stepper(lambda s, x, t, v: s * jnp.tanh(v).sum(0), weights=w)
+    assert invariant_work(carried, None, 2) == [("tanh", (4, 6)), ("reduce_sum", (6,))]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", AUTOREGRESSIVE)
-def test_sampler_loops_compute_nothing_from_weights_alone(name):
+def test_sampler_loops_compute_nothing_from_weights_alone(name, dtype):
     """No sampler's step computes from its weights alone: that work is done before the loop,
     whatever the compiler hoists. PixelCNN's, the Gated PixelCNN's and both PixelRNNs'
     masked convolutions multiplied their kernels by their masks inside the step, which the
-    H200's compiler left in the loop (24 kernels a step in PixelCNN at batch 16)."""
-    model = models.create_tiny(name, num_levels=16)
+    H200's compiler left in the loop (24 kernels a step in PixelCNN at batch 16). In bfloat16
+    every model's step converted float32 weights (flax's dense layers in the Transformer: 17
+    kernels a step on the H200 at batch 16)."""
+    model = models.create_tiny(name, num_levels=16, dtype=dtype)
     params = model.init(jax.random.key(0))
     for method in [m for m in model.sample_methods if m != "naive"]:
         assert invariant_work(model, params, 2, model.sample_cond(2), method) == [], method

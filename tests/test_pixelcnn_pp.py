@@ -20,6 +20,7 @@ from jaxar.testing import (
     assert_cached_matches_naive,
     assert_teacher_forced_matches_full,
     compiled_sampler,
+    invariant_work,
     moved_arrays,
 )
 
@@ -372,6 +373,17 @@ def test_cached_step_teacher_forced_equals_full_forward(hp):
     x = jax.random.randint(jax.random.key(1), (3, *model.event_shape), 0, 256)
     cond = jnp.array([0, 1, 2], jnp.int32) if model.num_classes else None
     assert_teacher_forced_matches_full(model, params, x, cond)
+
+
+def test_weight_normalised_sampler_normalises_its_filters_before_its_loop():
+    """With weight norm the cached sampler's step reads unit-norm filters built before its
+    loop (it had normalised every layer's kernel at every step, in float32 too)."""
+    model = models.create("pixelcnn_pp", image_shape=(8, 8, 1), weight_norm=True, **TINY)
+    params = model.init(jax.random.key(0))
+    assert invariant_work(model, params, 1) == []
+    weights = model.init_cache(params, 1)["weights"]["u_in"]
+    norms = jnp.sqrt(jnp.sum(jnp.square(weights["decode_weights"]["kernel"]), axis=(0, 1, 2)))
+    np.testing.assert_allclose(np.asarray(norms), 1.0, rtol=1e-5)
 
 
 def test_cached_sampling_equals_naive_and_matches_log_prob(rgb_params):

@@ -401,16 +401,15 @@ def test_sampler_never_copies_its_row_states(kind):
     assert states(loop) == []
 
 
-def test_bfloat16_row_lstm_step_converts_no_kernel():
-    """In bfloat16 compute the Row LSTM's float32 kernels (the state-to-state matrix, the
-    unmasked 1x1 convolutions) are converted once, before the sampler's loop: a step converts
-    no kernel (the H200's compiler had left 7 such conversions a step in it; vectors, the
-    biases, fuse into their additions)."""
+def test_bfloat16_row_lstm_step_reads_its_weights_converted_before_the_loop():
+    """In bfloat16 compute the Row LSTM's float32 weights (the state-to-state matrix, the
+    unmasked 1x1 kernels, every bias) are converted once, before the sampler's loop, and its
+    state holds them in bfloat16 (the H200's compiler had left 7 kernel conversions a step)."""
     model = tiny("row_lstm", (3, 3, 1), dtype="bfloat16")
     params = model.init(jax.random.key(0))
-    work = jaxar_testing.invariant_work(model, params, 2)
-    assert work and all(p == "convert_element_type" for p, _ in work)  # only the biases
-    assert [shape for _, shape in work if len(shape) > 1] == []
+    assert jaxar_testing.invariant_work(model, params, 2) == []
     weights = model.init_cache(params, 2)["decode_weights"]
+    names = {path[-1].key for path, _ in jax.tree_util.tree_leaves_with_path(weights)}
+    assert names == {"kernel", "bias", "state_to_state"}, names
     dtypes = {leaf.dtype for leaf in jax.tree.leaves(weights)}
     assert dtypes == {jnp.dtype(jnp.bfloat16)}, dtypes

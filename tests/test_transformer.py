@@ -5,6 +5,8 @@ import itertools
 import math
 import re
 
+import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,8 @@ from jaxar import config as jaxar_config
 from jaxar import train
 from jaxar.models import transformer as transformer_module
 from jaxar.models.transformer import Transformer
+from jaxar.nn import Dense
+from jaxar.nn.decode import DECODE_WEIGHTS
 from jaxar.testing import (
     assert_cached_matches_naive,
     assert_causal,
@@ -273,3 +277,36 @@ def test_short_run_on_digits(tmp_path):
     bpd = metrics["test/bits_per_dim"]
     # Better than the uniform model over 17 levels (log2 17 = 4.09 bits/dim): it learned.
     assert 0.0 < bpd < math.log2(17) - 0.3, metrics
+
+
+def test_dense_has_flax_parameters_and_values_and_reads_its_decode_weights():
+    """jaxar's Dense has flax's Dense's and DenseGeneral's parameters (names, shapes, initial
+    values: checkpoints load either way) and outputs; its decode path reads the weights of
+    the decode_weights collection, converted before a sampler's loop."""
+    key = jax.random.key(3)
+    x3, x4 = jax.random.normal(key, (2, 5, 8)), jax.random.normal(key, (2, 5, 2, 4))
+    bf16 = jnp.bfloat16
+    cases = [
+        (Dense(16), nn.Dense(16), x3),
+        (Dense((3, 2, 4)), nn.DenseGeneral((3, 2, 4)), x3),
+        (Dense(8, axis=(-2, -1)), nn.DenseGeneral(8, axis=(-2, -1)), x4),
+        (Dense(8, dtype=bf16), nn.Dense(8, dtype=bf16), x3),
+        (Dense(8, use_bias=False, dtype=bf16), nn.Dense(8, use_bias=False, dtype=bf16), x3),
+    ]
+    for ours, flax_layer, x in cases:
+        variables = flax_layer.init(key, x)
+        chex.assert_trees_all_equal(ours.init(key, x), variables)
+        want = flax_layer.apply(variables, x)
+        for decode in (False, True):
+            got = ours.apply(variables, x, decode)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
+    layer = Dense(4, dtype=bf16)
+    variables = layer.init(key, x3)
+    _, built = layer.apply(variables, x3, True, mutable=[DECODE_WEIGHTS])
+    assert {k: v.dtype for k, v in built[DECODE_WEIGHTS].items()} == {"kernel": bf16, "bias": bf16}
+    stored = {"kernel": jnp.zeros((8, 4), bf16), "bias": jnp.ones((4,), bf16)}
+    got = layer.apply({**variables, DECODE_WEIGHTS: stored}, x3, True)
+    np.testing.assert_array_equal(np.asarray(got, np.float32), 1.0)  # read, not rebuilt
+    full = layer.apply({**variables, DECODE_WEIGHTS: stored}, x3)  # the full path ignores them
+    np.testing.assert_array_equal(np.asarray(full), np.asarray(layer.apply(variables, x3)))

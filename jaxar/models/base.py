@@ -306,6 +306,20 @@ class AutoregressiveModel:
             state[DECODE_WEIGHTS] = variables(params, args)[DECODE_WEIGHTS]  # work is kept
         return state
 
+    def with_decode_weights(self, params: Params, state: dict, method, *args) -> dict:
+        """``state`` (of :meth:`decode_state`) with the weights that the decode path
+        ``method`` on ``args`` derives from its parameters added, for a model whose step runs
+        more than one method (the Diagonal BiLSTM's row completion)."""
+
+        def weights(p, s, a):
+            mutable = ["cache", DECODE_WEIGHTS]
+            out = self.net.apply({"params": p, **s}, *a, method=method, mutable=mutable)[1]
+            return out.get(DECODE_WEIGHTS, {})
+
+        if not jax.eval_shape(weights, params, state, args):  # none: nothing run
+            return state
+        return {**state, DECODE_WEIGHTS: weights(params, state, args)}  # as decode_state
+
     def decode(self, params: Params, state: dict, *args, method) -> tuple[Any, dict]:
         """``(output, new state)`` of the decode path ``method`` on ``args`` and the state of
         :meth:`decode_state`: its ``cache`` updated, its weights passed on unchanged."""

@@ -55,6 +55,7 @@ from jax import lax
 from jaxar.distributions import DiscretizedLogisticMixture
 from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
+from jaxar.nn.decode import DECODE_WEIGHTS
 from jaxar.nn.inputs import centered
 from jaxar.nn.shifted import (
     NIN,
@@ -66,6 +67,7 @@ from jaxar.nn.shifted import (
     GatedResnet,
     ShiftedConv2D,
     concat_elu,
+    decode_weights,
     down_shift,
     right_shift,
 )
@@ -160,10 +162,11 @@ class PixelCNNPP(AutoregressiveModel):
         return CachedDecoder(self.net, *self.event_shape[:2])
 
     def init_cache(self, params, batch: int, cond=None):
-        return self.decoder.init_cache(batch)
+        return {"cache": self.decoder.init_cache(batch), "weights": self.decoder.weights(params)}
 
-    def cached_step(self, params, cache, x_flat, step, cond=None):
-        return self.decoder.step(params, cache, x_flat, step, cond)
+    def cached_step(self, params, state, x_flat, step, cond=None):
+        out, cache = self.decoder.step(state["weights"], state["cache"], x_flat, step, cond)
+        return out, {**state, "cache": cache}
 
     @property
     def init_needs_data(self) -> bool:
@@ -265,17 +268,35 @@ class CachedDecoder:
                 cache["up_ul"].append(zeros(2, batch, w, f))
         return cache
 
-    def step(self, params, cache, x_flat, step, cond=None):
+    def weights(self, params) -> dict:
+        """What :meth:`step` reads: ``params`` with each layer's parameters replaced by its
+        flax variables, the parameters and their ``decode_weights`` (unit-norm filters with
+        weight norm, everything in the compute dtype: :func:`jaxar.nn.shifted.decode_weights`),
+        and the class embeddings in the compute dtype. Built once, before the sampler's loop:
+        the step does no work on its weights alone (:func:`jaxar.testing.invariant_work`)."""
+        wn, dtype = self.net.weight_norm, self.net.dtype
+
+        def walk(tree):
+            if "kernel" in tree:
+                return {"params": tree, DECODE_WEIGHTS: decode_weights(tree, wn, dtype)}
+            if "embedding" in tree:
+                return {"embedding": tree["embedding"].astype(dtype)}
+            return {name: walk(sub) for name, sub in tree.items()}
+
+        return walk(params)
+
+    def step(self, weights, cache, x_flat, step, cond=None):
         """Mixture parameters ``(B, P)`` of pixel ``step`` (raster order) and the new cache.
 
-        ``x_flat`` ``(B, H W C)`` holds every pixel before ``step``; steps must come in order.
+        ``weights``: :meth:`weights`; ``x_flat`` ``(B, H W C)`` holds every pixel before
+        ``step``; steps must come in order.
         """
         r, c = jnp.divmod(step, self.width)
         img = x_flat.reshape(x_flat.shape[0], self.height, self.width, -1)
         label = cond if self.net.num_classes else None
-        cache = _when(c == 0, lambda k: self._row(params, k, img, r, label), cache)
-        ul, cache = self._pixel(params, cache, img, r, c, label)
-        out = NIN(self._num_params, **self._wn).apply({"params": params["out"]}, nn.elu(ul))
+        cache = _when(c == 0, lambda k: self._row(weights, k, img, r, label), cache)
+        ul, cache = self._pixel(weights, cache, img, r, c, label)
+        out = NIN(self._num_params, **self._wn).apply(weights["out"], nn.elu(ul), decode=True)
         return out.astype(jnp.float64 if self.net.dtype == jnp.float64 else jnp.float32), cache
 
     # ------------------------------------------------------------------ layers
@@ -290,7 +311,7 @@ class CachedDecoder:
 
     def _conv(self, p, x, kernel, shift, decode, features=None, **kw):
         conv = ShiftedConv2D(features or self.net.features, kernel, shift, **kw, **self._wn)
-        return conv.apply({"params": p}, x, decode=decode)
+        return conv.apply(p, x, decode=decode)
 
     def _input(self, img, rows, cols):
         """The first layer's input ``[centred image, 1]`` at ``rows x cols`` (index vectors),
@@ -311,7 +332,7 @@ class CachedDecoder:
         return x + a * nn.sigmoid(b)
 
     def _aux(self, p, aux):
-        return NIN(self.net.features, **self._wn).apply({"params": p["aux"]}, concat_elu(aux))
+        return NIN(self.net.features, **self._wn).apply(p["aux"], concat_elu(aux), decode=True)
 
     def _block_row(self, p, prev, x, aux, label):
         """A ``u`` block on one row ``x`` ``(B, W, F)``; ``prev`` ``(3, B, W, F)`` holds the
@@ -343,15 +364,15 @@ class CachedDecoder:
         return self._gate(p, x, out[:, 0, 0], label), rings
 
     # ------------------------------------------------------------------ the u stream, by rows
-    def _row(self, params, cache, img, r, label):
+    def _row(self, weights, cache, img, r, label):
         """Compute row ``r`` of the ``u`` stream at every level whose row starts there."""
         rows = r - 2 + jnp.arange(2)
         win = self._input(img, rows, jnp.arange(self.width))
-        u = self._conv(params["u_in"], win, (2, 3), "down", "row")[:, 0]
+        u = self._conv(weights["u_in"], win, (2, 3), "down", "row")[:, 0]
         u = u * (r > 0).astype(u.dtype)  # down_shift: row 0 sees nothing
-        return self._u_level(params, cache, 0, r, u, label)
+        return self._u_level(weights, cache, 0, r, u, label)
 
-    def _u_level(self, params, cache, s, i, u, label):
+    def _u_level(self, weights, cache, s, i, u, label):
         # The level's stack is built whole at the end from the blocks' rows, not updated block
         # by block, and it holds each block's output: XLA copies the whole stack (it is written
         # in place of the previous row's) unless data dependence orders the write after every
@@ -360,7 +381,7 @@ class CachedDecoder:
         prev, new = cache["u"][s], []
         pushed = [u]
         for k, (name, _) in enumerate(self.down[s]):
-            u, row = self._block_row(params[name], prev[k], u, None, label)
+            u, row = self._block_row(weights[name], prev[k], u, None, label)
             pushed.append(u)
             new.append(row)
         if s < last:
@@ -369,8 +390,8 @@ class CachedDecoder:
             def deeper(cache):
                 win = jnp.stack([above, cur], axis=1)
                 name = self.downsample[s][0]
-                e = self._conv(params[name], win, (2, 3), "down", "row", strides=2)[:, 0]
-                return self._u_level(params, cache, s + 1, i // 2, e, label)
+                e = self._conv(weights[name], win, (2, 3), "down", "row", strides=2)[:, 0]
+                return self._u_level(weights, cache, s + 1, i // 2, e, label)
 
             cache = _when(i % 2 == 0, deeper, cache)
             cache["ds_u"] = _replace(cache["ds_u"], s, cur)
@@ -379,34 +400,34 @@ class CachedDecoder:
             u = pushed.pop()
         n_down = len(self.down[s])
         for k, (name, _) in enumerate(self.up[s]):
-            u, row = self._block_row(params[name], prev[n_down + k], u, pushed.pop(), label)
+            u, row = self._block_row(weights[name], prev[n_down + k], u, pushed.pop(), label)
             new.append(row)
         cache["u"] = _replace(cache["u"], s, jnp.stack(new))
         if s > 0:  # one coarse row gives the two fine rows of the finer level
             conv = ShiftedConv2D(
                 self.net.features, (2, 3), "down", strides=2, transpose=True, **self._wn
             )
-            fine = conv.apply({"params": params[self.upsample[s - 1][0]]}, u[:, None])
+            fine = conv.apply(weights[self.upsample[s - 1][0]], u[:, None], cached=True)
             cache["up_u"] = _replace(cache["up_u"], s - 1, fine)
         return cache
 
     # ------------------------------------------------------------------ the ul stream, by pixels
-    def _pixel(self, params, cache, img, r, c, label):
+    def _pixel(self, weights, cache, img, r, c, label):
         """``ul`` at fine pixel ``(r, c)`` (and at every coarser level due there)."""
         above = self._input(img, r - 1 + jnp.zeros(1, jnp.int32), c - 1 + jnp.arange(3))
         left = self._input(img, r - 1 + jnp.arange(2), c - 1 + jnp.zeros(1, jnp.int32))
-        ul_up = self._conv(params["ul_in_up"], above, (1, 3), "down", "pixel")[:, 0, 0]
-        ul_left = self._conv(params["ul_in_left"], left, (2, 1), "down_right", "pixel")[:, 0, 0]
+        ul_up = self._conv(weights["ul_in_up"], above, (1, 3), "down", "pixel")[:, 0, 0]
+        ul_left = self._conv(weights["ul_in_left"], left, (2, 1), "down_right", "pixel")[:, 0, 0]
         ul = ul_up * (r > 0).astype(ul_up.dtype) + ul_left * (c > 0).astype(ul_left.dtype)
-        return self._ul_level(params, cache, 0, r, c, ul, label)
+        return self._ul_level(weights, cache, 0, r, c, ul, label)
 
-    def _ul_level(self, params, cache, s, i, j, ul, label):
+    def _ul_level(self, weights, cache, s, i, j, ul, label):
         cache, last = dict(cache), NUM_STAGES - 1
         rings = cache["ul"][s]
         u_col = lax.dynamic_index_in_dim(cache["u"][s][:, 2], j, 2, keepdims=False)  # (n, B, F)
         pushed = [ul]
         for k, (_, name) in enumerate(self.down[s]):
-            ul, rings = self._block_pixel(params[name], rings, k, ul, u_col[k], label, i, j)
+            ul, rings = self._block_pixel(weights[name], rings, k, ul, u_col[k], label, i, j)
             pushed.append(ul)
         if s < last:
             ring, win = _ring_window(cache["ds_ul"][s], (), ul, i, j)
@@ -414,8 +435,8 @@ class CachedDecoder:
 
             def deeper(cache):
                 name = self.downsample[s][1]
-                e = self._conv(params[name], win, (2, 2), "down_right", "pixel", strides=2)
-                cache = self._ul_level(params, cache, s + 1, i // 2, j // 2, e[:, 0, 0], label)[1]
+                e = self._conv(weights[name], win, (2, 2), "down_right", "pixel", strides=2)
+                cache = self._ul_level(weights, cache, s + 1, i // 2, j // 2, e[:, 0, 0], label)[1]
                 return cache
 
             cache = _when((i % 2 == 0) & (j % 2 == 0), deeper, cache)
@@ -425,13 +446,13 @@ class CachedDecoder:
         n_down = len(self.down[s])
         for k, (_, name) in enumerate(self.up[s]):
             aux = jnp.concatenate([u_col[n_down + k], pushed.pop()], axis=-1)
-            ul, rings = self._block_pixel(params[name], rings, n_down + k, ul, aux, label, i, j)
+            ul, rings = self._block_pixel(weights[name], rings, n_down + k, ul, aux, label, i, j)
         cache["ul"] = _replace(cache["ul"], s, rings)
         if s > 0:  # one coarse pixel gives 2x2 fine pixels of the finer level
             conv = ShiftedConv2D(
                 self.net.features, (2, 2), "down_right", strides=2, transpose=True, **self._wn
             )
-            fine = conv.apply({"params": params[self.upsample[s - 1][1]]}, ul[:, None, None])
+            fine = conv.apply(weights[self.upsample[s - 1][1]], ul[:, None, None], cached=True)
             buf = lax.dynamic_update_slice_in_dim(
                 cache["up_ul"][s - 1], fine.transpose(1, 0, 2, 3), 2 * j, axis=2
             )

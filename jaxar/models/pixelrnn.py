@@ -113,7 +113,10 @@ class PixelRNN(AutoregressiveModel):
     def init_cache(self, params, batch, cond=None):
         image = jnp.zeros((batch, *self.event_shape), jnp.int32)
         zero = jnp.zeros((), jnp.int32)
-        return self.decode_state(params, PixelRNNNet.step, image, zero, zero, cond)
+        state = self.decode_state(params, PixelRNNNet.step, image, zero, zero, cond)
+        if self.net.kind == "diagonal_bilstm":  # the backward direction's row completion
+            state = self.with_decode_weights(params, state, PixelRNNNet.finish_row)
+        return state
 
     def cached_step(self, params, cache, x_flat, step, cond=None):
         _, width, channels = self.event_shape

@@ -17,7 +17,7 @@ position attends to position 0, so the label reaches every conditional). With th
 on); then a final LayerNorm and a linear head to ``L``
 logits per token, returned as ``(B, H, W, C, L)`` for :class:`~jaxar.distributions.Categorical`.
 Attention is written out with einsums: the query, key and value projections are one
-``DenseGeneral`` to ``(3, heads, head_dim)`` used by both paths, scores are scaled by
+:class:`~jaxar.nn.dense.Dense` to ``(3, heads, head_dim)`` used by both paths, scores are scaled by
 ``head_dim ** -0.5`` and soft-maxed in float32 whatever the compute dtype. ``dropout`` (when
 training) acts on the embeddings and on both residual branches.
 
@@ -35,7 +35,9 @@ axis for the attention, fused the cache update twice (once per shape), each into
 whole buffer, and transposed every key buffer: 12 whole-buffer copies and 4 transposes per step
 of a 4-layer model; a 32x32x3 image at batch 1 sampled 3.7x slower with the 8-layer config
 (BENCHMARKS.md). The input of step ``i`` is read from ``x_{i-1}`` of the flat image the
-sampler carries, so the cache only ever holds values of tokens already drawn.
+sampler carries, so the cache only ever holds values of tokens already drawn. In bfloat16 the
+step's dense layers read kernels converted once, before the sampler's loop
+(:mod:`jaxar.nn.dense`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from jax import lax
 from jaxar.distributions import Categorical
 from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
+from jaxar.nn.dense import Dense
 
 __all__ = [
     "CausalSelfAttention",
@@ -100,10 +103,11 @@ class CausalSelfAttention(nn.Module):
     def __call__(self, h, step=None):
         embed_dim = h.shape[-1]
         head_dim = embed_dim // self.num_heads
-        qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(h)
+        decode = step is not None
+        qkv = Dense((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(h, decode)
         q = qkv[:, :, 0]
         k, v = (jnp.swapaxes(qkv[:, :, i], 1, 2) for i in (1, 2))  # (B, H, T, d)
-        if step is not None:
+        if decode:
             # Batch and heads merged into one axis (see the module docstring).
             rows = h.shape[0] * self.num_heads
             shape = (rows, self.num_positions, head_dim)
@@ -121,7 +125,7 @@ class CausalSelfAttention(nn.Module):
         else:
             out = _attend(jnp.swapaxes(q, 1, 2), k, v, causal_mask(h.shape[1]))
             out = jnp.swapaxes(out, 1, 2)  # (B, T, H, d)
-        return nn.DenseGeneral(embed_dim, axis=(-2, -1), dtype=self.dtype, name="out")(out)
+        return Dense(embed_dim, axis=(-2, -1), dtype=self.dtype, name="out")(out, decode)
 
 
 class TransformerBlock(nn.Module):
@@ -142,8 +146,9 @@ class TransformerBlock(nn.Module):
         )
         h = h + drop(a)
         m = _layer_norm(h, self.dtype, "norm_mlp")
-        m = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(m))
-        m = nn.Dense(h.shape[-1], dtype=self.dtype, name="mlp_out")(m)
+        decode = step is not None
+        m = nn.gelu(Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(m, decode))
+        m = Dense(h.shape[-1], dtype=self.dtype, name="mlp_out")(m, decode)
         return h + drop(m)
 
 
@@ -184,7 +189,7 @@ class TransformerNet(nn.Module):
             for i in range(self.num_layers)
         ]
         self.final_norm = nn.LayerNorm(dtype=jnp.float32)
-        self.head = nn.Dense(self.num_levels, dtype=self.dtype)
+        self.head = Dense(self.num_levels, dtype=self.dtype)
         self.embed_dropout = nn.Dropout(self.dropout)
 
     def _first_input(self, cond, batch: int):
@@ -199,7 +204,8 @@ class TransformerNet(nn.Module):
         h = self.embed_dropout(h.astype(self.dtype), deterministic=not train)
         for block in self.blocks:
             h = block(h, step, train)
-        return self.head(self.final_norm(h.astype(jnp.float32)).astype(self.dtype))
+        h = self.final_norm(h.astype(jnp.float32)).astype(self.dtype)
+        return self.head(h, step is not None)
 
     def __call__(self, x, cond=None, train: bool = False):
         b = x.shape[0]

@@ -281,13 +281,16 @@ class WaveNet(AutoregressiveModel):
         tap lines have the kernel's own layout, :func:`jaxar.nn.wavenet_pallas.init_lines`).
 
         Either step's weights are laid out once, here, before the sampler's loop
-        (:func:`decode_weights`, :func:`jaxar.nn.wavenet_pallas.pack`, the head's weights cast
-        to the compute dtype), with the label's conditioning, so that the loop body reads
-        every weight as a whole operand and copies none of them per step
-        (:func:`jaxar.testing.invariant_slices`)."""
+        (:func:`decode_weights`, :func:`jaxar.nn.wavenet_pallas.pack`, the input layers' and
+        the head's weights cast to the compute dtype), with the label's conditioning, so that
+        the loop body reads every weight as a whole operand, converts none and copies none of
+        them per step (:func:`jaxar.testing.invariant_work` and ``invariant_slices``)."""
         net = self.net
         num_layers = len(net.dilations)
         global_c = net.apply({"params": params}, cond, method=WaveNetNet.global_conditioning)
+        cast = lambda tree: jax.tree.map(lambda a: a.astype(net.dtype), tree)
+        # The step's input layers (embedding, local conditioning) in the compute dtype.
+        inputs = {k: cast(v) for k, v in params.items() if not k.startswith("block")}
         if method == "pallas":
             head = {"hidden": params["head_hidden"], "logits": params["head_logits"]}
             packed = wavenet_pallas.pack(stack_blocks(params, num_layers, net.dtype), head)
@@ -300,7 +303,7 @@ class WaveNet(AutoregressiveModel):
 
         else:
             w = decode_weights(params, num_layers, net.dtype)
-            head = {k: jax.tree.map(lambda a: a.astype(net.dtype), params[k]) for k in HEAD}
+            head = {k: inputs[k] for k in HEAD}
             lines = self.init_cache(params, batch, cond)["cache"]["lines"]
 
             def network(h, lines, rows, c):
@@ -310,7 +313,7 @@ class WaveNet(AutoregressiveModel):
         def step_fn(cache, x_flat, step):
             prev = self._previous(x_flat, step)
             h, c = net.apply(
-                {"params": params}, prev, step, cond, global_c, method=WaveNetNet.step_inputs
+                {"params": inputs}, prev, step, cond, global_c, method=WaveNetNet.step_inputs
             )
             logits, lines = network(h, cache["lines"], line_rows(step, net.dilations), c)
             return logits, {"lines": lines}

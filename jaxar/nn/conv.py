@@ -200,14 +200,18 @@ class MaskedConv2D(nn.Module):
         )
         return decode_weight(self, "kernel", masked, decode)
 
-    def _bias(self) -> jnp.ndarray | None:
+    def _bias(self, decode: bool = False) -> jnp.ndarray | None:
         if not self.use_bias:
             return None
-        return self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+        return cast_weight(self, "bias", bias, self.dtype, decode)
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, pos=None, width: int | None = None) -> jnp.ndarray:
-        """Full path when ``pos`` is None: ``x`` is ``(B, H, W, in)``, returns ``(B, H, W, out)``.
+    def __call__(
+        self, x: jnp.ndarray, pos=None, width: int | None = None, decode: bool = False
+    ) -> jnp.ndarray:
+        """Full path when ``pos`` is None: ``x`` is ``(B, H, W, in)``, returns ``(B, H, W, out)``
+        (``decode``: called by a sampler's step, which reads the weights built before its loop).
 
         Decode path when ``pos = (h, w)`` is given; returns the output at ``(h, w)``, shape
         ``(B, out)``. Either ``x`` is the input at that position, shape ``(B, in)``: it is
@@ -218,7 +222,8 @@ class MaskedConv2D(nn.Module):
         cached.
         """
         kh, kw = self._ks
-        kernel = self._masked_kernel(x.shape[-1], decode=pos is not None)
+        decode = decode or pos is not None
+        kernel = self._masked_kernel(x.shape[-1], decode)
         if pos is None:
             # The mask zeroes every kernel row below the centre, so only rows 0..kh//2 are
             # convolved (the kernel has only those), with the image padded above only: the
@@ -228,8 +233,8 @@ class MaskedConv2D(nn.Module):
             y = conv2d(x.astype(self.dtype), kernel, (1, 1), padding)
         else:
             y = self._decode(x, kernel, pos, width)
-        bias = self._bias()
-        return y if bias is None else y + bias.astype(self.dtype)
+        bias = self._bias(decode)
+        return y if bias is None else y + bias
 
     def _decode(self, x, kernel, pos, width):
         kh, kw = self._ks

@@ -44,7 +44,8 @@ import numpy as np
 from jax import lax
 
 from jaxar.nn.conv import MaskedConv2D, conv2d, window_dot
-from jaxar.nn.decode import decode_weight
+from jaxar.nn.decode import cast_weight, decode_weight
+from jaxar.nn.dense import Dense
 from jaxar.nn.masks import channel_mask
 
 __all__ = [
@@ -97,18 +98,18 @@ class VerticalConv(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
-    def _kernel(self, in_features: int) -> jnp.ndarray:
+    def _kernel(self, in_features: int, decode: bool) -> jnp.ndarray:
         n, k = (int(s) for s in self.kernel_size)
         if n < 1:
             raise ValueError(f"the vertical kernel needs at least one row, got {n}")
         _check_odd("the vertical kernel width", k)
         shape = (n, k, in_features, 2 * self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
-        return kernel.astype(self.dtype)
+        return cast_weight(self, "kernel", kernel, self.dtype, decode)
 
-    def _bias(self) -> jnp.ndarray:
+    def _bias(self, decode: bool) -> jnp.ndarray:
         b = self.param("bias", nn.initializers.zeros, (2 * self.features,), self.param_dtype)
-        return b.astype(self.dtype)
+        return cast_weight(self, "bias", b, self.dtype, decode)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, row=None) -> jnp.ndarray:
@@ -122,14 +123,14 @@ class VerticalConv(nn.Module):
         """
         n, k = (int(s) for s in self.kernel_size)
         s = int(self.shift)
-        kernel = self._kernel(x.shape[-1])
+        kernel, bias = self._kernel(x.shape[-1], row is not None), self._bias(row is not None)
         conv = lambda window, pad_top: conv2d(
             window.astype(self.dtype), kernel, (1, 1), ((pad_top, 0), (k // 2, k // 2))
         )
         if row is None:
             if s:  # shift down one row: output row h reads rows < h only
                 x = jnp.pad(x, [(0, 0), (s, 0), (0, 0), (0, 0)])[:, : x.shape[1]]
-            return conv(x, n - 1) + self._bias()
+            return conv(x, n - 1) + bias
         row_ids = row - s - n + 1 + jnp.arange(n)
         if x.ndim == 4:
             window = jnp.take(x, jnp.clip(row_ids, 0, x.shape[1] - 1), axis=1)
@@ -142,7 +143,7 @@ class VerticalConv(nn.Module):
             window = jnp.take(buf.value, row_ids % n, axis=1)
         # Rows above the image read as zeros (the full path's zero padding).
         window = window.astype(self.dtype) * (row_ids >= 0).astype(self.dtype)[None, :, None, None]
-        return conv(window, 0)[:, 0] + self._bias()
+        return conv(window, 0)[:, 0] + bias
 
 
 class HorizontalConv(nn.Module):
@@ -191,7 +192,7 @@ class HorizontalConv(nn.Module):
         taps = self._taps
         kernel = self._kernel(x.shape[-1], decode=pos is not None)
         bias = self.param("bias", nn.initializers.zeros, (2 * self.features,), self.param_dtype)
-        bias = bias.astype(self.dtype)
+        bias = cast_weight(self, "bias", bias, self.dtype, pos is not None)
         if pos is None:
             y = conv2d(x.astype(self.dtype), kernel, (1, 1), ((0, 0), (taps - 1, 0)))
             return y + bias
@@ -237,7 +238,7 @@ class StackLink(nn.Module):
             return lax.dynamic_index_in_dim(store.value, w, axis=1, keepdims=False)
         if mode not in ("full", "row"):
             raise ValueError(f"mode must be 'full', 'row' or 'pixel', got {mode!r}")
-        y = nn.Dense(self.features, dtype=self.dtype, name="dense")(v_pre)
+        y = Dense(self.features, dtype=self.dtype, name="dense")(v_pre, mode == "row")
         if mode == "row":
             store = self.variable("cache", "row", jnp.zeros, y.shape, self.dtype)
             store.value = y.astype(self.dtype)

@@ -100,7 +100,7 @@ def _zero_state(z: jnp.ndarray, hidden: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     pre-activations of one scan step) so that they carry its dtype and, under a mesh with
     explicit sharding, its batch sharding (a scan's carry must keep its type)."""
     h = jnp.zeros_like(z[..., :hidden])
-    return h, h.astype(jnp.float32)
+    return h, jnp.zeros_like(h, jnp.float32)
 
 
 def _check_hidden(hidden: int, color_channels: int) -> None:
@@ -276,7 +276,7 @@ class DiagonalLSTM(nn.Module):
         orientation). Returns the row's hidden states ``(B, W, hidden)``, equal to the row of
         ``flip(self(flip(x)))`` (flip: mirror the width).
         """
-        z_is = self.input_to_state(x_row[:, None])[:, 0]  # (B, W, 4 hidden)
+        z_is = self.input_to_state(x_row[:, None], decode=True)[:, 0]  # (B, W, 4 hidden)
         w_ss = self._ss_matrix(decode=True)
 
         def column(carry, inp):

@@ -50,6 +50,7 @@ import numpy as np
 from jax import lax
 
 from jaxar.nn.conv import conv2d
+from jaxar.nn.decode import decode_weight
 
 __all__ = [
     "NIN",
@@ -61,6 +62,7 @@ __all__ = [
     "GatedResnet",
     "ShiftedConv2D",
     "concat_elu",
+    "decode_weights",
     "down_shift",
     "right_shift",
     "subpixel_conv_transpose",
@@ -169,15 +171,45 @@ def subpixel_conv_transpose(x, kernel, stride: int, padding) -> jnp.ndarray:
     return y.reshape(b, stride * h, stride * w, f)
 
 
+def _unit_filters(v: jnp.ndarray) -> jnp.ndarray:
+    """``v`` with every output filter (last axis) scaled to unit norm."""
+    return v * lax.rsqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1))) + 1e-12)
+
+
+def _decode_builders(p: dict, weight_norm: bool, dtype) -> dict:
+    """How a sampler step's weights derive from one layer's parameters ``p`` (``kernel``,
+    ``bias`` and with weight norm ``scale``): name -> a function building it."""
+    kernel = lambda: (_unit_filters(p["kernel"]) if weight_norm else p["kernel"]).astype(dtype)
+    cast = lambda name: lambda: p[name].astype(dtype)
+    return {"kernel": kernel, **{name: cast(name) for name in p if name != "kernel"}}
+
+
+def decode_weights(p: dict, weight_norm: bool, dtype) -> dict:
+    """The ``decode_weights`` collection of one :class:`ShiftedConv2D` or :class:`NIN` with
+    parameters ``p``: its kernel with unit-norm filters (``weight_norm``), it and its gain and
+    bias in the compute ``dtype``. A decoder that applies the layers itself (PixelCNN++'s)
+    builds them with this before its sampler's loop and hands each layer its own."""
+    return {name: build() for name, build in _decode_builders(p, weight_norm, dtype).items()}
+
+
 class _WeightNormKernel(nn.Module):
     """Shared parameter logic: a plain kernel and bias, or a weight-normalised one."""
 
-    def _params(self, shape, apply_fn, features, init_scale, weight_norm, init):
+    def _params(self, shape, apply_fn, features, init_scale, weight_norm, init, decode=False):
         """Return ``apply_fn(kernel) * scale + bias`` for the layer's parameters.
 
         ``apply_fn`` maps a float kernel of ``shape`` (output features last) to the layer's
         output before bias. ``init`` is one of :data:`WEIGHT_INITS` (see the module docstring).
+        ``decode``: a sampler step's call, whose weights (:func:`decode_weights`) are built
+        once, before the sampler's loop (:func:`jaxar.nn.decode.decode_weight`).
         """
+        if decode:
+            names = ("kernel", "scale", "bias") if weight_norm else ("kernel", "bias")
+            p = {name: self.get_variable("params", name) for name in names}
+            builders = _decode_builders(p, weight_norm, self.dtype)
+            w = {name: decode_weight(self, name, build) for name, build in builders.items()}
+            y = apply_fn(w["kernel"])
+            return (y * w["scale"] if weight_norm else y) + w["bias"]
         if init not in WEIGHT_INITS:
             raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {init!r}")
         if init == "data" and not weight_norm:
@@ -203,7 +235,7 @@ class _WeightNormKernel(nn.Module):
         v_init = uniform if init == "fan_in" else nn.initializers.normal(0.05)
         v = self.param("kernel", v_init, shape, pdt)
         sq = jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)))
-        y = apply_fn(v * lax.rsqrt(sq + 1e-12))  # unit-norm filters
+        y = apply_fn(_unit_filters(v))
         if init == "data" and self.is_initializing():
             stats = y.astype(jnp.float32).reshape(-1, features)
             g0 = init_scale * lax.rsqrt(jnp.var(stats, axis=0) + 1e-10)
@@ -262,7 +294,9 @@ class ShiftedConv2D(_WeightNormKernel):
         return rows, cols
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, decode: str | None = None) -> jnp.ndarray:
+    def __call__(
+        self, x: jnp.ndarray, decode: str | None = None, cached: bool = False
+    ) -> jnp.ndarray:
         """``x`` ``(B, H, W, in)`` -> ``(B, H', W', features)``.
 
         ``decode`` computes single outputs from windows the caller cut out (the cached
@@ -271,7 +305,8 @@ class ShiftedConv2D(_WeightNormKernel):
         W', features)``; ``"pixel"`` takes the ``kh x kw`` window one output reads (no
         padding at all) and gives that output, ``(B, 1, 1, features)``. Not for transposed
         convolutions, whose full path on one coarse row (pixel) already gives the fine rows
-        (pixels) it produces.
+        (pixels) it produces. Either mode, or ``cached`` (a transposed convolution's call in
+        a sampler's step), reads the sampler's weights (:func:`decode_weights`).
         """
         if self.shift not in _SHIFTS:
             raise ValueError(f"shift must be one of {_SHIFTS}, got {self.shift!r}")
@@ -292,8 +327,9 @@ class ShiftedConv2D(_WeightNormKernel):
 
         shape = (kh, kw, x.shape[-1], self.features)
         return self._params(
-            shape, apply, self.features, self.init_scale, self.weight_norm, self.weight_init
-        )
+            shape, apply, self.features, self.init_scale, self.weight_norm, self.weight_init,
+            cached or decode is not None,
+        )  # fmt: skip
 
 
 class DownShiftedConv2D(ShiftedConv2D):
@@ -337,13 +373,15 @@ class NIN(_WeightNormKernel):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, decode: bool = False) -> jnp.ndarray:
+        """``x`` ``(..., in)`` -> ``(..., features)``; ``decode``: a sampler step's call."""
         x = x.astype(self.dtype)
         apply = lambda kernel: jnp.dot(x, kernel.astype(self.dtype))
         shape = (x.shape[-1], self.features)
         return self._params(
-            shape, apply, self.features, self.init_scale, self.weight_norm, self.weight_init
-        )
+            shape, apply, self.features, self.init_scale, self.weight_norm, self.weight_init,
+            decode,
+        )  # fmt: skip
 
 
 class GatedResnet(nn.Module):
