@@ -10,8 +10,10 @@ import pytest
 
 import jaxar
 from jaxar.models.gated_pixelcnn import GatedPixelCNN
+from jaxar.nn.decode import DECODE_WEIGHTS
 from jaxar.nn.gated import gate, gated_channel_mask
-from jaxar.testing import assert_causal, teacher_forced_params
+from jaxar.nn.masks import conv_mask
+from jaxar.testing import assert_causal, invariant_work, teacher_forced_params
 
 # Differences below this are float32 rounding (batch elements of one conv are not always summed
 # bit-identically); real dependences in these tiny random networks are orders larger.
@@ -200,6 +202,42 @@ def test_cached_step_matches_full_forward_with_conditioning():
     cached = teacher_forced_params(model, params, x, cond)
     rel = float(jnp.abs(cached - full).max() / jnp.abs(full).max())
     assert rel < 1e-5, rel
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_sampler_computes_its_conditioning_before_its_loop(dtype):
+    """With labels, a vector and a map, a sampler step does no work on its weights and its
+    conditioning alone: the label's and the vector's terms are built before the loop
+    (compiled for an H200, the vector's products had stayed in the loop, 2 kernels a step)."""
+    model, params = make(**COND, dtype=dtype)
+    cond = full_cond(model, 2, jax.random.key(7))
+    assert invariant_work(model, params, 2, cond) == []
+
+
+def test_sampler_step_reads_the_residual_and_skip_kernels_side_by_side():
+    """A step computes each block's residual and skip outputs as one product of the two
+    masked kernels side by side, built before the loop (compiled for an H200, XLA had merged
+    the two products and concatenated the kernels at every step): the state holds them, and
+    with them zeroed every image gets the same logits (no skip reaches the head)."""
+    model, params = make(**RGB)
+    state = model.init_cache(params, 2)
+    weights = state[DECODE_WEIGHTS]
+    blocks = sorted(k for k in weights if "res_skip_kernel" in weights[k])
+    assert len(blocks) == RGB["num_layers"], sorted(weights)
+    for name in blocks:
+        res, skip = params[name]["res"]["kernel"], params[name]["skip"]["kernel"]
+        f, c = res.shape[-1], model.event_shape[-1]
+        masks = [conv_mask((1, 1), f, k.shape[-1], "B", c) for k in (res, skip)]
+        want = jnp.concatenate([(k * m)[0, 0] for k, m in zip((res, skip), masks)], -1)
+        np.testing.assert_array_equal(np.asarray(weights[name]["res_skip_kernel"]), want)
+    zeroed = jax.tree_util.tree_map_with_path(
+        lambda path, w: jnp.zeros_like(w) if "res_skip" in path[-1].key else w, weights
+    )
+    x = jax.random.randint(jax.random.key(1), (2, model.num_dims), 0, model.num_levels)
+    step = jax.jit(model.cached_step)
+    logits = [step(params, {**state, DECODE_WEIGHTS: w}, x, 5)[0] for w in (weights, zeroed)]
+    assert float(jnp.abs(logits[0][0] - logits[0][1]).max()) > 1e-3
+    np.testing.assert_array_equal(np.asarray(logits[1][0]), np.asarray(logits[1][1]))
 
 
 def test_cached_step_matches_full_forward_grey_wide_kernels():

@@ -184,21 +184,29 @@ class MaskedConv2D(nn.Module):
         ks = self.kernel_size
         return (ks, ks) if isinstance(ks, int) else (int(ks[0]), int(ks[1]))
 
+    def masked_rows(self, kernel: jnp.ndarray) -> jnp.ndarray:
+        """``kernel``'s rows above and at the centre, times their mask, in the compute dtype:
+        what the layer convolves with (the rows below are all masked out). A function of the
+        kernel alone, which a parent layer may call on this layer's parameters (the Gated
+        PixelCNN joins two 1x1 layers' kernels for its sampler)."""
+        mask = conv_mask(
+            self._ks, kernel.shape[2], self.features, self.mask_type, self.color_channels
+        )
+        rows = self._ks[0] // 2 + 1
+        if rows == mask.shape[0] and mask.all():  # nothing masked (a 1x1 type-B kernel, say)
+            return kernel.astype(self.dtype)
+        return (kernel[:rows] * jnp.asarray(mask[:rows], kernel.dtype)).astype(self.dtype)
+
     def _masked_kernel(self, in_features: int, decode: bool = False) -> jnp.ndarray:
-        """The kernel's rows above and at the centre, times their mask (the rows below are
-        all masked out), in the compute dtype. Sliced before the product: a slice of the
+        """:meth:`masked_rows` of the layer's kernel. Sliced before the product: a slice of the
         product is not hoisted out of a sampler's loop (alone, XLA deems one not worth it)
         and was a copy of every layer's kernel at every step. For the decode path it is a
         :func:`~jaxar.nn.decode.decode_weight`, built once before the sampler's loop."""
         mask = conv_mask(self._ks, in_features, self.features, self.mask_type, self.color_channels)
         kernel = self.param("kernel", self.kernel_init, mask.shape, self.param_dtype)
-        rows = self._ks[0] // 2 + 1
-        if rows == mask.shape[0] and mask.all():  # nothing masked (a 1x1 type-B kernel, say):
-            return cast_weight(self, "kernel", kernel, self.dtype, decode)  # no product
-        masked = lambda: (kernel[:rows] * jnp.asarray(mask[:rows], self.param_dtype)).astype(
-            self.dtype
-        )
-        return decode_weight(self, "kernel", masked, decode)
+        if self._ks[0] // 2 + 1 == mask.shape[0] and mask.all():  # nothing masked: no product
+            return cast_weight(self, "kernel", kernel, self.dtype, decode)
+        return decode_weight(self, "kernel", lambda: self.masked_rows(kernel), decode)
 
     def _bias(self, decode: bool = False) -> jnp.ndarray | None:
         if not self.use_bias:

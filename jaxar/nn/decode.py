@@ -25,7 +25,8 @@ DECODE_WEIGHTS = "decode_weights"
 def decode_weight(
     module: nn.Module, name: str, build: Callable[[], jax.Array], decode: bool = True
 ) -> jax.Array:
-    """``build()``, a function of ``module``'s parameters alone, for ``module``'s decode path
+    """``build()``, a function of ``module``'s parameters alone (or of them and of the
+    conditioning, which is the same at every step of a sampler), for ``module``'s decode path
     (``decode``; the full path just builds it).
 
     Read from the :data:`DECODE_WEIGHTS` collection when it holds ``name`` (every step of a
