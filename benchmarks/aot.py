@@ -6,8 +6,9 @@ in jaxar's requirements): for GPUs the CUDA plugin, for TPUs libtpu::
     V=$(python -c 'import jax; print(jax.__version__)')
     pip install "jax-cuda12-plugin==$V" "jax-cuda12-pjrt==$V"   # --target h200 | h100
     pip install "jax[tpu]==$V"                                   # --target v5e | v6e
-    python benchmarks/aot.py --target h200 [--only train,sampling,sampler,parallel]
-        [--models wavenet,pixelcnn,gated_pixelcnn,pixelcnn_pp,transformer] [--out F]
+    python benchmarks/aot.py --target h200 [--only train,sampling,sampler,samplers,parallel]
+        [--models wavenet,pixelcnn,gated_pixelcnn,pixelcnn_pp,transformer,...] [--out F]
+        [--hparams '{"num_classes": 10}']
 
 XLA compiles each program for compile-only devices: a GPU described by :data:`GPU_TARGETS`
 (public data-sheet figures: SMs, memory, shared memory, clock), or a TPU topology libtpu knows
@@ -34,6 +35,11 @@ says nothing about speed.
   buffer and the kernel inside its loop compile together. On a GPU, the kernels one step
   runs inside the loop (``kernels.loop_body_kernels``: with the weights as arguments, as a
   user runs it; the **sampling** step has them as constants, which XLA may fold).
+* **samplers**: the whole cached sampler of every image model (:data:`IMAGE_SAMPLERS`, sizes of
+  ``kernels.IMAGE_SIZES``, PixelCNN++ at the paper's CIFAR-10 size), float32 and bfloat16,
+  batch 1 and 16, with ``--hparams`` (a JSON object, e.g. a conditioning: ``{"num_classes":
+  10}``) on top: on a GPU the kernels a step runs in the loop and how many of them compute
+  from the weights (and the conditioning) alone.
 * **parallel**: the runner's data-parallel train step (``jaxar.parallel``'s mesh, the state
   replicated, the batch split) of PixelCNN++ at the paper size, 64 examples per device, over 8
   compile-only devices as one host and as two hosts of four: its collectives and its memory
@@ -53,6 +59,7 @@ os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # libtpu: no TPU VM 
 import argparse
 import dataclasses
 import datetime
+import json
 import re
 import shlex
 import sys
@@ -415,13 +422,13 @@ IMAGE_SAMPLERS = (
 )  # fmt: skip
 
 
-def run_samplers(rep: Report, target: str, models):
+def run_samplers(rep: Report, target: str, models, hparams: dict):
     gpu = target in GPU_TARGETS
     key = jax.eval_shape(lambda: jax.random.key(0))
     for name in [n for n in IMAGE_SAMPLERS if n in models]:
         for dtype in ("float32", "bfloat16"):
             hp = suite.PIXELCNN_PP_PAPER if name == "pixelcnn_pp" else {}
-            model = kernels.build(name, hparams={**hp, "dtype": dtype})
+            model = kernels.build(name, hparams={**hp, **hparams, "dtype": dtype})
             params = jax.eval_shape(model.init, jax.random.key(0))
             steps = model.num_dims // model.distribution.dims_per_step
             loop = partial(_loop_cells, steps=steps) if gpu else lambda hlo: ["n/a (TPU)"] * 2
@@ -439,6 +446,7 @@ def main(argv=None) -> str:
     ap.add_argument("--only", default=",".join(HEADS))
     ap.add_argument("--models", default=",".join(MODELS), help="a subset of the models")
     ap.add_argument("--out", help="append the table to this markdown file")
+    ap.add_argument("--hparams", default="{}", help="samplers: a JSON object of hyperparameters")
     args = ap.parse_args(argv)
     parts = [p for p in args.only.split(",") if p]
     models = [m for m in args.models.split(",") if m]
@@ -451,13 +459,27 @@ def main(argv=None) -> str:
         raise SystemExit(
             f"aot.py: expected --models a comma list of {list(MODELS)}, got {args.models!r}"
         )
+    try:
+        hparams = json.loads(args.hparams)
+    except json.JSONDecodeError:
+        hparams = None
+    if not isinstance(hparams, dict):
+        raise SystemExit(
+            f"aot.py: expected --hparams a JSON object such as '{{\"num_classes\": 10}}', "
+            f"got {args.hparams!r}"
+        )
+    for name in [n for n in IMAGE_SAMPLERS if n in models and "samplers" in parts]:
+        try:
+            kernels.build(name, hparams=hparams)
+        except (TypeError, ValueError) as e:
+            raise SystemExit(f"aot.py: expected --hparams that {name} takes, got {e}") from None
     device = compile_only_device(args.target)
     rep = Report(device, TARGETS[args.target].memory_bytes)
     runners = {
         "train": lambda rep: run_train(rep, models),
         "sampling": lambda rep: run_sampling(rep, args.target, models),
         "sampler": lambda rep: run_sampler(rep, args.target) if "wavenet" in models else None,
-        "samplers": lambda rep: run_samplers(rep, args.target, models),
+        "samplers": lambda rep: run_samplers(rep, args.target, models, hparams),
         "parallel": lambda rep: run_parallel(rep, args.target, models),
     }
     for part in parts:

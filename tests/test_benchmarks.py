@@ -380,6 +380,14 @@ def test_aot_says_what_it_needs_in_one_line():
         "aot.py: expected --models a comma list of ['wavenet', 'pixelcnn', 'gated_pixelcnn', "
         "'pixelcnn_pp', 'transformer', 'row_lstm', 'diagonal_bilstm'], got 'wavenet,bogus'"
     )
+    rc, err, out = run("--hparams", "[1]")
+    assert rc == 1 and not out, (rc, out)
+    assert err == (
+        """aot.py: expected --hparams a JSON object such as '{"num_classes": 10}', got '[1]'"""
+    )
+    rc, err, out = run("--only", "samplers", "--models", "pixelcnn", "--hparams", '{"bogus": 1}')
+    assert rc == 1 and not out, (rc, out)
+    assert err.startswith("aot.py: expected --hparams that pixelcnn takes, got unknown "), err
     v = jax.__version__
     needs = {
         "jax_cuda12_plugin": (
