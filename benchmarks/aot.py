@@ -256,7 +256,7 @@ HEADS = {
     "sampler": (
         "Whole samplers (one lax.scan), paper WaveNet, 2,000 samples per stream",
         "| method | dtype | batch | compile s | device memory GiB (of target) "
-        "| kernels per step in the loop (GPU) | of them loop-invariant, on floats (GPU) "
+        "| kernels per step in the loop (GPU) | of them loop-invariant, on floats "
         "| Pallas kernel's operands, by memory (TPU) "
         "| note |",
     ),
@@ -264,7 +264,7 @@ HEADS = {
         "Whole samplers of the image models (one lax.scan over every sub-pixel; kernels.py's "
         "32x32x3 sizes, PixelCNN++ at the paper size)",
         "| model | dtype | batch | compile s | device memory GiB (of target) "
-        "| kernels per step in the loop (GPU) | of them loop-invariant, on floats (GPU) "
+        "| kernels per step in the loop (GPU) | of them loop-invariant, on floats "
         "| note |",
     ),
     "parallel": (
@@ -386,17 +386,24 @@ def run_sampling(rep: Report, target: str, models):
         rep.compile("sampling", [name, method, b], step, args, donate=(0, 1), extra=count)
 
 
-def _loop_cells(hlo: str, steps: int = kernels.WAVENET_PAPER["length"]) -> list:
+def _loop_cells(hlo: str, steps: int = kernels.WAVENET_PAPER["length"], gpu: bool = True) -> list:
     """The kernels one step of a compiled ``steps``-step sampler (the paper WaveNet's 2,000
-    by default) runs in its loop, and how many of them compute floats from the weights alone
-    (the same at every step)."""
+    by default) runs in its loop (a GPU's launches; "n/a (TPU)" else), and how many of its
+    operations compute floats from the weights alone (the same at every step)."""
     fixed = kernels.float_invariants(kernels.loop_invariant_kernels(hlo, steps))
-    return [kernels.loop_body_kernels(hlo, steps).launches, len(fixed)]
+    if gpu:
+        return [kernels.loop_body_kernels(hlo, steps).launches, len(fixed)]
+    # libtpu stages weights into on-chip memory with asynchronous copies (and slices).
+    staged = sum(op in _ASYNC_MOVES for op, _ in fixed)
+    return ["n/a (TPU)", f"{len(fixed)} ({staged} async copies)" if staged else len(fixed)]
+
+
+_ASYNC_MOVES = frozenset({"copy-start", "copy-done", "slice-start", "slice-done"})
 
 
 def run_sampler(rep: Report, target: str):
     gpu = target in GPU_TARGETS
-    loop = _loop_cells if gpu else (lambda hlo: ["n/a (TPU)", "n/a (TPU)"])
+    loop = partial(_loop_cells, gpu=gpu)
     key = jax.eval_shape(lambda: jax.random.key(0))
     for dtype in ("float32", "bfloat16"):
         model = kernels.build("wavenet", hparams={"dtype": dtype})
@@ -431,7 +438,7 @@ def run_samplers(rep: Report, target: str, models, hparams: dict):
             model = kernels.build(name, hparams={**hp, **hparams, "dtype": dtype})
             params = jax.eval_shape(model.init, jax.random.key(0))
             steps = model.num_dims // model.distribution.dims_per_step
-            loop = partial(_loop_cells, steps=steps) if gpu else lambda hlo: ["n/a (TPU)"] * 2
+            loop = partial(_loop_cells, steps=steps, gpu=gpu)
             for b in (1, 16):
 
                 def sample(params, key, model=model, b=b):

@@ -21,7 +21,8 @@ instructions themselves (``while``, ``conditional``, ``call``), whose bodies are
 instead. The computations a ``fusion`` calls (its fused body) and the reducers a ``reduce``
 applies are NOT entered: one ``fusion`` is one kernel however many operations it fuses.
 ``kernels`` counts each instruction once; ``launches`` multiplies the instructions of a
-``while`` body by its ``known_trip_count`` when XLA states one (else counts them once), so
+``while`` body by its trip count when known (XLA's ``known_trip_count``, or the bound of a
+``counter < N`` condition; else counts them once), so
 it is the number of kernels one sampling step runs. ``by_opcode`` splits ``kernels`` by
 opcode (``fusion``, ``dot``, ``custom-call``, ``copy``, ``concatenate``, ...). A compiled
 Pallas kernel is one ``custom-call`` on a GPU (Triton; not yet measured there); in interpret mode
@@ -66,6 +67,24 @@ _NAME = re.compile(r"^\s*(?:ROOT\s+)?(%\S+)\s+=")
 _REFS = re.compile(r"\b(body|condition|to_apply|true_computation|false_computation)=%([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_BOUND = re.compile(r"compare\((%\S+), (%\S+)\), direction=LT")
+
+
+def _trip_count(line: str, comps: dict[str, list[str]]) -> int | None:
+    """The trip count of the ``while`` instruction ``line``: XLA's ``known_trip_count`` (a
+    GPU compile says it), else ``N`` when the loop's condition is ``counter < N`` for a
+    constant ``N`` (libtpu's says none; a scan's counter starts at 0), else None."""
+    trip = _TRIP.search(line)
+    if trip:
+        return int(trip.group(1))
+    condition = dict(_REFS.findall(line)).get("condition")
+    lines = comps.get(condition, [])
+    root = next((x for x in lines if x.lstrip().startswith("ROOT")), "")
+    bound = _BOUND.search(root)
+    if not bound:
+        return None
+    constant = re.compile(rf"^\s*{re.escape(bound.group(2))} = s32\[\]\S* constant\((\d+)\)")
+    return next((int(m.group(1)) for x in lines if (m := constant.match(x))), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +144,8 @@ def _loop_body(hlo_text: str, trip_count: int) -> tuple[dict[str, list[str]], st
     entry, comps = _computations(hlo_text)
     loops = []
     for line in comps[entry]:
-        trip = _TRIP.search(line)
-        if _opcode(_INSTR.match(line).group(2)) == "while" and trip:
-            if int(trip.group(1)) == trip_count:
+        if _opcode(_INSTR.match(line).group(2)) == "while":
+            if _trip_count(line, comps) == trip_count:
                 refs = dict(_REFS.findall(line))
                 loops.append((refs["condition"], refs["body"]))
     if len(loops) != 1:
@@ -190,8 +208,8 @@ def _count(comps: dict[str, list[str]], *roots: str) -> KernelCount:
             rhs = _INSTR.match(line).group(2)
             op = _opcode(rhs)
             if op in _CONTROL:
-                trip = _TRIP.search(line)
-                inner = weight * (int(trip.group(1)) if op == "while" and trip else 1)
+                trip = _trip_count(line, comps) if op == "while" else None
+                inner = weight * (trip or 1)
                 targets = [t for _, t in _REFS.findall(line)]
                 for b in _BRANCHES.findall(line):
                     targets += [t.strip().lstrip("%") for t in b.split(",") if t.strip()]
