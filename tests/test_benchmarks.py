@@ -196,6 +196,20 @@ def test_loop_body_kernels_counts_one_iteration_of_the_loop_of_that_trip_count()
     assert scan(3) - scan(2) == scan(2) - scan(1) == 2
 
 
+def test_trip_count_read_from_the_loop_condition_when_xla_states_none():
+    """libtpu's compiled loops carry no ``known_trip_count``: the count comes from the loop's
+    ``counter < N`` condition; a condition of another shape leaves it unknown (one trip)."""
+    untold = _HLO.replace(', backend_config={"known_trip_count":{"n":"7"}}', "")
+    assert "known_trip_count" not in untold
+    assert kernels.count_kernels(untold) == kernels.count_kernels(_HLO)
+    assert kernels.loop_body_kernels(untold, 7) == kernels.loop_body_kernels(_HLO, 7)
+    assert kernels.loop_invariant_kernels(untold, 7) == kernels.loop_invariant_kernels(_HLO, 7)
+    other = untold.replace("direction=LT", "direction=NE")
+    assert kernels.count_kernels(other).launches == 1 + 3
+    with pytest.raises(ValueError, match="one while loop of 7 trips .* found 0"):
+        kernels.loop_body_kernels(other, 7)
+
+
 def test_loop_invariant_kernels_finds_work_xla_left_in_a_loop():
     """A weight sliced for a product with the loop's carry stays in the loop (a copy at every
     trip); sliced, then scaled, it leaves the loop with the product."""
