@@ -111,10 +111,18 @@ def peak_tflops(device_kind: str, dtype: str) -> float | None:
 
 
 def _commit() -> str:
+    """The checkout's commit (``+uncommitted`` with changes to tracked files); ``JAXAR_COMMIT``
+    when set, for a copy of the tree without its git history (a lent machine's)."""
+    if os.environ.get("JAXAR_COMMIT"):
+        return os.environ["JAXAR_COMMIT"]
+
     def git(*a):
-        return subprocess.run(
-            ["git", *a], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
+        try:
+            return subprocess.run(
+                ["git", *a], cwd=ROOT, capture_output=True, text=True, check=False
+            ).stdout.strip()
+        except OSError:  # no git on the machine
+            return ""
 
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
     return sha + ("+uncommitted" if git("status", "--porcelain", "--untracked-files=no") else "")

@@ -280,6 +280,23 @@ def test_suite_tiny_runs_every_part_and_reports_figures(tmp_path):
         suite.main(["--tiny", "--only", "bogus"])
 
 
+def test_suite_commit_without_git_history(monkeypatch):
+    """A lent machine gets the tree without its git history, perhaps without git: the commit
+    comes from JAXAR_COMMIT, else is "unknown", never a crash."""
+    import suite
+
+    assert re.fullmatch(r"[0-9a-f]{7,}(\+uncommitted)?", suite._commit())
+    monkeypatch.setenv("JAXAR_COMMIT", "abc1234")
+    assert suite._commit() == "abc1234"
+    monkeypatch.delenv("JAXAR_COMMIT")
+
+    def no_git(*a, **k):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(suite.subprocess, "run", no_git)
+    assert suite._commit() == "unknown"
+
+
 def test_step_ab_alternates_two_checkouts_and_reports_each(capfd):
     # Two sides on this checkout: both compile the quickstart's step, take turns, agree on the
     # first loss and FLOPs, and the table has one row per side; bad sides are refused first.
