@@ -188,18 +188,29 @@ def test_conv2d_derivatives_equal_the_plain_convolution_and_chunk_the_kernel_gra
     assert convs(ours, 1, kernel[..., :16]) == 1
 
 
-def test_conv2d_of_a_1x1_kernel_is_a_matrix_product_with_the_convolutions_derivatives():
-    # A 1x1 kernel at stride 1 without padding: the same values, gradients and JVP as lax's
-    # convolution, compiled without any convolution (its kernel gradient as a convolution is
-    # several times slower on CPU); padded or strided 1x1 kernels stay convolutions.
+@pytest.mark.parametrize(
+    "x_shape,kernel_shape,others",
+    [
+        ((2, 5, 6, 8), (1, 1, 8, 40), [((2, 1), ((0, 0), (0, 0))), ((1, 1), ((1, 0), (0, 0)))]),
+        ((2, 2, 3, 8), (2, 3, 8, 40), [((1, 1), ((1, 0), (0, 0))), ((1, 1), ((0, 0), (1, 1)))]),
+    ],
+    ids=["1x1", "window"],
+)
+def test_conv2d_of_a_1x1_or_whole_window_kernel_is_a_matrix_product(x_shape, kernel_shape, others):
+    # A 1x1 kernel at stride 1 without padding, or (on CPU) a kernel as large as the unpadded
+    # input (one output: a cached sampler's window): the same values, gradients and JVP as
+    # lax's convolution, compiled without any convolution (on CPU a 1x1 kernel's gradient as
+    # a convolution is several times slower, and PixelCNN++'s cached sampling is faster with
+    # the windows as products); padded or strided ones stay convolutions, and so does the
+    # window lowered for a GPU (where XLA's cuDNN calls made fewer kernels).
     import re
 
     from jax import lax
 
     from jaxar.nn.conv import conv2d
 
-    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
-    kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 40))
+    x = jax.random.normal(jax.random.key(0), x_shape)
+    kernel = jax.random.normal(jax.random.key(1), kernel_shape)
 
     def both(strides, pad):
         plain = lambda x, k: lax.conv_general_dilated(
@@ -215,7 +226,7 @@ def test_conv2d_of_a_1x1_kernel_is_a_matrix_product_with_the_convolutions_deriva
         return len(re.findall(r"\bconvolution\(", grad.lower(x, kernel).compile().as_text()))
 
     ours, plain = both((1, 1), ((0, 0), (0, 0)))
-    weights = jax.random.normal(jax.random.key(2), (2, 5, 6, 40))
+    weights = jax.random.normal(jax.random.key(2), plain(x, kernel).shape)
     np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-5, atol=1e-5)
     grads = [jax.grad(loss(f, weights), (0, 1))(x, kernel) for f in (ours, plain)]
     for got, ref in zip(*grads, strict=True):
@@ -226,7 +237,9 @@ def test_conv2d_of_a_1x1_kernel_is_a_matrix_product_with_the_convolutions_deriva
         rtol=1e-5, atol=1e-4,
     )  # fmt: skip
     assert convolutions(ours, weights) == 0
-    for strides, pad in [((2, 1), ((0, 0), (0, 0))), ((1, 1), ((1, 0), (0, 0)))]:
+    gpu = jax.jit(ours).trace(x, kernel).lower(lowering_platforms=("cuda",)).as_text()
+    assert ("stablehlo.convolution" in gpu) == (kernel_shape[:2] != (1, 1))
+    for strides, pad in others:
         ours, plain = both(strides, pad)
         np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-5, atol=1e-5)
         assert convolutions(ours, jnp.ones(plain(x, kernel).shape)) >= 1, (strides, pad)
