@@ -362,6 +362,24 @@ def test_fan_in_init_is_pytorchs_default_draw_and_unit_init_is_unchanged():
         models.create("pixelcnn_pp", weight_norm=True, data_init=True, weight_init="fan_in")
 
 
+def test_layers_without_weight_norm_scale_their_unit_init_and_refuse_a_bad_shift():
+    """Without weight norm, "unit" draws a kernel of standard deviation
+    init_scale / sqrt(fan_in) (a block's last convolution: 0.1); NIN is a plain dense layer by
+    default; an unknown shift is refused in one line naming the choices."""
+    from jaxar.nn.shifted import NIN, ShiftedConv2D
+
+    x = jnp.ones((1, 4, 4, 64))
+    for scale in (1.0, 0.1):
+        conv = ShiftedConv2D(features=64, kernel_size=(2, 3), shift="down", init_scale=scale)
+        k = np.asarray(conv.init(jax.random.key(0), x)["params"]["kernel"])
+        np.testing.assert_allclose(k.std() * np.sqrt(2 * 3 * 64), scale, rtol=0.05)
+    assert set(NIN(features=8).init(jax.random.key(0), x)["params"]) == {"kernel", "bias"}
+    bad = ShiftedConv2D(features=4, shift="up")
+    with pytest.raises(ValueError) as e:
+        bad.init(jax.random.key(0), x)
+    assert str(e.value) == "shift must be one of ('down', 'down_right'), got 'up'"
+
+
 def test_bfloat16_compute_keeps_float32_params_and_likelihood(rgb_params):
     f32 = models.create("pixelcnn_pp", **RGB)
     bf16 = models.create("pixelcnn_pp", **{**RGB, "dtype": "bfloat16"})
