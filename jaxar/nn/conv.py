@@ -67,7 +67,7 @@ def conv2d(x, kernel, strides, padding):
       a matrix product on every platform, unmeasured on accelerators);
     * on CPU, a kernel as large as the unpadded input (one output: a cached sampler's
       window) is a matrix product of the flattened window and kernel (PixelCNN++'s cached
-      sampling 26% faster on CPU, BENCHMARKS.md); on other platforms it stays a
+      sampling 25% faster on CPU, BENCHMARKS.md); on other platforms it stays a
       convolution (compiled for an H200 the products were 8-12% more kernels per sampling
       step than XLA's cuDNN calls; not timed on a GPU);
     * any other kernel is one convolution, whose kernel gradient is computed in output slices
