@@ -288,7 +288,7 @@ def _kernel_cells(hlo: str) -> list:
     top = sorted(c.by_opcode.items(), key=lambda kv: -kv[1])
     calls = Counter(re.findall(r'custom_call_target="([^"]+)"', hlo))
     return [
-        c.launches,
+        kernels.launches_cell(c),
         ", ".join(f"{k} {v}" for k, v in top),
         ", ".join(f"{k} {v}" for k, v in calls.most_common()) or "-",
     ]
@@ -392,7 +392,7 @@ def _loop_cells(hlo: str, steps: int = kernels.WAVENET_PAPER["length"], gpu: boo
     operations compute floats from the weights alone (the same at every step)."""
     fixed = kernels.float_invariants(kernels.loop_invariant_kernels(hlo, steps))
     if gpu:
-        return [kernels.loop_body_kernels(hlo, steps).launches, len(fixed)]
+        return [kernels.launches_cell(kernels.loop_body_kernels(hlo, steps)), len(fixed)]
     # libtpu stages weights into on-chip memory with asynchronous copies (and slices).
     staged = sum(op in _ASYNC_MOVES for op, _ in fixed)
     return ["n/a (TPU)", f"{len(fixed)} ({staged} async copies)" if staged else len(fixed)]

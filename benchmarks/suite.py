@@ -324,7 +324,7 @@ class Suite:
                     model = self._image_model(name, (32, 32, 3), hp)
                 c = kernels.sampler_kernels(model, model.init(jax.random.key(0)), 1, method)
                 top = sorted(c.by_opcode.items(), key=lambda kv: -kv[1])
-                return [c.kernels, c.launches, ", ".join(f"{k} {v}" for k, v in top)]
+                return [c.kernels, kernels.launches_cell(c), ", ".join(f"{k} {v}" for k, v in top)]
 
             self._row("kernels", [name, method, 1], f"kernels {name} {method}", count)
 

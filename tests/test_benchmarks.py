@@ -195,6 +195,17 @@ def test_loop_body_kernels_counts_one_iteration_of_the_loop_of_that_trip_count()
 
     assert scan(3) - scan(2) == scan(2) - scan(1) == 2
 
+    # A conditional's branches run at some steps only: counted, and counted as conditional.
+    def body(c, i):
+        return jax.lax.cond(i % 4 == 0, lambda c: jnp.tanh(c @ x) @ x, lambda c: c, c), None
+
+    text = jax.jit(lambda c: jax.lax.scan(body, c, jnp.arange(11))[0]).lower(x).compile()
+    c = kernels.loop_body_kernels(text.as_text(), 11)
+    assert 2 <= c.conditional < c.launches, c
+    assert kernels.launches_cell(c) == f"{c.launches} ({c.conditional} conditional)"
+    plain = kernels.loop_body_kernels(_HLO, 7)
+    assert (plain.conditional, kernels.launches_cell(plain)) == (0, "3")
+
 
 def test_trip_count_read_from_the_loop_condition_when_xla_states_none():
     """libtpu's compiled loops carry no ``known_trip_count``: the count comes from the loop's
@@ -204,8 +215,12 @@ def test_trip_count_read_from_the_loop_condition_when_xla_states_none():
     assert kernels.count_kernels(untold) == kernels.count_kernels(_HLO)
     assert kernels.loop_body_kernels(untold, 7) == kernels.loop_body_kernels(_HLO, 7)
     assert kernels.loop_invariant_kernels(untold, 7) == kernels.loop_invariant_kernels(_HLO, 7)
+    assert kernels.count_kernels(_HLO).conditional == 0
     other = untold.replace("direction=LT", "direction=NE")
     assert kernels.count_kernels(other).launches == 1 + 3
+    # A loop of unknown trip count may not run its body: its fusion and copy are conditional,
+    # its condition's compare is not.
+    assert kernels.count_kernels(other).conditional == 2
     with pytest.raises(ValueError, match="one while loop of 7 trips .* found 0"):
         kernels.loop_body_kernels(other, 7)
 
