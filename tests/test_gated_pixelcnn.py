@@ -389,3 +389,39 @@ def test_stack_convolutions_take_kernel_gradients_in_slices_on_cpu(monkeypatch):
         hlo = jax.jit(grad).lower(params).compile().as_text()
         # the forward convolution (needed for the loss's derivative) and 3 slices
         assert len(re.findall(r"\bconvolution\(", hlo)) == 4, layer
+
+
+def test_stack_layers_read_exactly_their_documented_pixels_and_refuse_even_widths():
+    """The horizontal convolution's output (h, w) reads row h, columns w - k//2 .. w (every
+    input channel at w with mask B and one colour), the vertical one rows h - n + 1 .. h,
+    columns w - k//2 .. w + k//2 (shift=False): the input pixels its Jacobian is nonzero at,
+    exactly. Its parameters are a kernel of k//2 + 1 taps and a bias; an even or too small
+    width is one clear error, a width of 1 is a valid layer."""
+    from jaxar.nn.gated import GatedBlock, HorizontalConv, VerticalConv
+
+    x = jax.random.normal(jax.random.key(0), (1, 6, 9, 2))
+    h, w = 3, 4
+
+    def reads(layer):
+        params = layer.init(jax.random.key(1), x)
+        jac = jax.jacrev(lambda x: layer.apply(params, x)[0, h, w].sum())(x)
+        return {tuple(p) for p in np.argwhere(np.abs(np.asarray(jac[0])).sum(-1) > 0)}, params
+
+    seen, params = reads(HorizontalConv(3, kernel_width=5))
+    assert seen == {(h, w - 2), (h, w - 1), (h, w)}
+    assert jax.tree.map(jnp.shape, params["params"]) == {"kernel": (1, 3, 2, 6), "bias": (6,)}
+    seen, _ = reads(VerticalConv(3, (2, 3)))
+    assert seen == {(r, c) for r in (h - 1, h) for c in (w - 1, w, w + 1)}
+    seen, _ = reads(HorizontalConv(3, kernel_width=1))
+    assert seen == {(h, w)}
+    for layer, message in [
+        (
+            HorizontalConv(3, kernel_width=4),
+            "the horizontal kernel width must be odd and >= 1, got 4",
+        ),
+        (VerticalConv(3, (2, 4)), "the vertical kernel width must be odd and >= 1, got 4"),
+        (GatedBlock(4, 1, first=True), "kernel must be odd and >= 3, got 1"),
+    ]:
+        with pytest.raises(ValueError) as e:
+            layer.init(jax.random.key(1), x)
+        assert str(e.value) == message
