@@ -139,3 +139,20 @@ def test_the_frequency_test_rejects_a_wrong_sampler(broken):
     )
     p = _chi_square_p(run(jax.random.key(7)), probs)
     assert p < 1e-8, f"{broken.__name__}: chi-square p = {p:.2e}"
+
+
+def test_when_is_fn_or_identity_and_compiles_to_a_loop_not_a_conditional():
+    """``jaxar.sampling.when``: ``fn(state)`` where ``pred`` holds, else ``state`` unchanged,
+    traced and jitted, as a while loop (XLA copies what a conditional's identity branch
+    passes through)."""
+    from jaxar.sampling import when
+
+    state = {"a": jnp.arange(4.0), "b": jnp.int32(3)}
+    fn = lambda s: {"a": s["a"] * 2, "b": s["b"] + 1}
+    run = jax.jit(lambda pred, s: when(pred, fn, s))
+    for pred, want in [(True, fn(state)), (False, state)]:
+        got = run(jnp.bool_(pred), state)
+        np.testing.assert_array_equal(got["a"], want["a"])
+        assert int(got["b"]) == int(want["b"])
+    text = run.lower(jnp.bool_(True), state).compile().as_text()
+    assert " while(" in text and " conditional(" not in text

@@ -53,6 +53,7 @@ from jaxar.models.base import AutoregressiveModel, _is_concrete
 from jaxar.models.registry import register
 from jaxar.nn import MaskedConv2D, centered, group_width
 from jaxar.nn.gated import GatedBlock
+from jaxar.sampling import when
 
 __all__ = ["GatedPixelCNN", "GatedPixelCNNNet"]
 
@@ -279,7 +280,7 @@ class GatedPixelCNN(AutoregressiveModel):
             ]
 
         # The vertical stack runs once per row, at the row's first sub-pixel.
-        cache = lax.cond((w == 0) & (c == 0), new_row, lambda cache: cache, cache)
+        cache = when((w == 0) & (c == 0), new_row, cache)
         logits, cache = self.decode(
             params, cache, image, h, w, cond, method=GatedPixelCNNNet.horizontal_pixel
         )

@@ -71,6 +71,7 @@ from jaxar.nn.shifted import (
     down_shift,
     right_shift,
 )
+from jaxar.sampling import when
 
 __all__ = ["CachedDecoder", "PixelCNNPP", "PixelCNNPPNet"]
 
@@ -221,9 +222,9 @@ class CachedDecoder:
     convolutions per due level, plus one row of the ``u`` stream at the start of a row;
     nothing depends on the image size except the row computations. The caches are a plain
     pytree (returned by :meth:`init_cache`, threaded through :meth:`step`) because whole
-    levels are skipped (:func:`_when`); each level keeps its blocks' caches stacked in two
-    arrays (indexed by the block's position, down blocks first), which the compiled sampler
-    updates in place at every step, never copying them. So are the layers' weights
+    levels are skipped (:func:`jaxar.sampling.when`); each level keeps its blocks' caches
+    stacked in two arrays (indexed by the block's position, down blocks first), which the
+    compiled sampler updates in place at every step, never copying them. So are the layers' weights
     (:meth:`weights`): converted to the compute dtype (and weight-normalised) once, before
     the sampler's loop, and passed on unchanged by every step."""
 
@@ -296,7 +297,7 @@ class CachedDecoder:
         r, c = jnp.divmod(step, self.width)
         img = x_flat.reshape(x_flat.shape[0], self.height, self.width, -1)
         label = cond if self.net.num_classes else None
-        cache = _when(c == 0, lambda k: self._row(weights, k, img, r, label), cache)
+        cache = when(c == 0, lambda k: self._row(weights, k, img, r, label), cache)
         ul, cache = self._pixel(weights, cache, img, r, c, label)
         out = NIN(self._num_params, **self._wn).apply(weights["out"], nn.elu(ul), decode=True)
         return out.astype(jnp.float64 if self.net.dtype == jnp.float64 else jnp.float32), cache
@@ -395,7 +396,7 @@ class CachedDecoder:
                 e = self._conv(weights[name], win, (2, 3), "down", "row", strides=2)[:, 0]
                 return self._u_level(weights, cache, s + 1, i // 2, e, label)
 
-            cache = _when(i % 2 == 0, deeper, cache)
+            cache = when(i % 2 == 0, deeper, cache)
             cache["ds_u"] = _replace(cache["ds_u"], s, cur)
             u = cache["up_u"][s][:, i % 2]
         else:
@@ -441,7 +442,7 @@ class CachedDecoder:
                 cache = self._ul_level(weights, cache, s + 1, i // 2, j // 2, e[:, 0, 0], label)[1]
                 return cache
 
-            cache = _when((i % 2 == 0) & (j % 2 == 0), deeper, cache)
+            cache = when((i % 2 == 0) & (j % 2 == 0), deeper, cache)
             ul = lax.dynamic_index_in_dim(cache["up_ul"][s][i % 2], j, 1, keepdims=False)
         else:
             ul = pushed.pop()
@@ -460,14 +461,6 @@ class CachedDecoder:
             )
             cache["up_ul"] = _replace(cache["up_ul"], s - 1, buf)
         return ul, cache
-
-
-def _when(pred, fn, cache):
-    """``fn(cache)`` if ``pred`` else ``cache``, as a loop of zero or one trips rather than a
-    ``lax.cond``: XLA copies whatever a conditional's do-nothing branch passes through (here
-    every cache, at every step), while a loop updates what it carries in place."""
-    body = lambda carry: (jnp.bool_(False), fn(carry[1]))
-    return lax.while_loop(lambda carry: carry[0], body, (pred, cache))[1]
 
 
 def _replace(items: list, index: int, value) -> list:

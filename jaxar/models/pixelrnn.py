@@ -33,6 +33,7 @@ from jaxar.models.base import AutoregressiveModel
 from jaxar.models.registry import register
 from jaxar.nn import MaskedConv2D, centered, group_width
 from jaxar.nn.recurrent import DiagonalBiLSTM, RowLSTM
+from jaxar.sampling import when
 
 __all__ = ["PixelRNN", "PixelRNNNet"]
 
@@ -128,7 +129,7 @@ class PixelRNN(AutoregressiveModel):
                 return self.decode(params, cache, method=PixelRNNNet.finish_row)[1]
 
             new_row = (h > 0) & (w == 0) & (c == 0)
-            cache = lax.cond(new_row, finish_row, lambda cache: cache, cache)
+            cache = when(new_row, finish_row, cache)
         image = x_flat.reshape((x_flat.shape[0], *self.event_shape))
         logits, cache = self.decode(params, cache, image, h, w, cond, method=PixelRNNNet.step)
         return lax.dynamic_index_in_dim(logits, c, axis=1, keepdims=False), cache
