@@ -414,6 +414,8 @@ def test_stack_layers_read_exactly_their_documented_pixels_and_refuse_even_width
     assert seen == {(r, c) for r in (h - 1, h) for c in (w - 1, w, w + 1)}
     seen, _ = reads(HorizontalConv(3, kernel_width=1))
     assert seen == {(h, w)}
+    one = dict(image_shape=(4, 4, 1), num_levels=8, features=4, output_features=4, kernel=1)
+    jaxar.models.create("gated_pixelcnn", **one).init(jax.random.key(0))  # 1-wide later layers
     for layer, message in [
         (
             HorizontalConv(3, kernel_width=4),
