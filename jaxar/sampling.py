@@ -34,8 +34,8 @@ def when(pred, fn: Callable[[Any], Any], state: Any) -> Any:
     """``fn(state)`` if ``pred`` else ``state``, for a decode step's work done at some steps
     only (a row's first step, a coarser level's), as a loop of zero or one trip rather than a
     ``lax.cond``: XLA copies what a conditional's do-nothing branch passes through (the Gated
-    PixelCNN's caches, compiled for an H200: 13 copies at all but a row's first step), while a loop
-    updates what it carries in place."""
+    PixelCNN's caches, compiled for an H200: 13 copies at all but a row's first step), while a
+    loop updates what it carries in place."""
     body = lambda carry: (jnp.bool_(False), fn(carry[1]))
     return lax.while_loop(lambda carry: carry[0], body, (jnp.asarray(pred), state))[1]
 

@@ -224,8 +224,8 @@ class CachedDecoder:
     pytree (returned by :meth:`init_cache`, threaded through :meth:`step`) because whole
     levels are skipped (:func:`jaxar.sampling.when`); each level keeps its blocks' caches
     stacked in two arrays (indexed by the block's position, down blocks first), which the
-    compiled sampler updates in place at every step, never copying them. So are the layers' weights
-    (:meth:`weights`): converted to the compute dtype (and weight-normalised) once, before
+    compiled sampler updates in place at every step, never copying them. So are the layers'
+    weights (:meth:`weights`): converted to the compute dtype (and weight-normalised) once, before
     the sampler's loop, and passed on unchanged by every step."""
 
     def __init__(self, net: PixelCNNPPNet, height: int, width: int):
