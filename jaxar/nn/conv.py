@@ -69,7 +69,8 @@ def conv2d(x, kernel, strides, padding):
       window) is a matrix product of the flattened window and kernel (PixelCNN++'s cached
       sampling 25% faster on CPU, BENCHMARKS.md); on other platforms it stays a
       convolution (compiled for an H200 the products were 8-12% more kernels per sampling
-      step than XLA's cuDNN calls; not timed on a GPU);
+      step than XLA's cuDNN calls, under XLA's GEMM heuristics, nothing autotuned; not timed
+      on a GPU);
     * any other kernel is one convolution, whose kernel gradient is computed in output slices
       of :data:`KERNEL_GRAD_CHUNK` on CPU when that is set (:func:`_sliced_conv`).
     """
