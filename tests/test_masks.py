@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -54,13 +56,15 @@ def test_first_layer_on_rgb_input():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (((2, 3), 1, 1, "A"), "odd"),
-        ((3, 1, 1, "C"), "mask_type"),
-        ((3, 4, 3, "B", 3), "divisible"),
+        (((2, 3), 1, 1, "A"), "kernel_size must be odd and positive in both axes, got (2, 3)"),
+        ((3, 1, 1, "C"), "mask_type must be 'A' or 'B', got 'C'"),
+        ((3, 4, 3, "B", 3), "the number of features (4) must be divisible by color_channels (3)"),
+        ((3, 3, 3, "B", 0), "color_channels must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments(args, message):
-    with pytest.raises(ValueError, match=message):
+    """Each refusal is its whole one-line message, what was expected and what was given."""
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         conv_mask(*args)
 
 
