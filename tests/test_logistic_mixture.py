@@ -1,6 +1,7 @@
 """The discretized mixture of logistics: normalisation, exactness, stability, sampler fit."""
 
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -78,10 +79,24 @@ def test_parameter_layout():
     assert DiscretizedLogisticMixture(10).num_params == 100  # 10 per component for RGB
     assert DiscretizedLogisticMixture(5, channels=1).num_params == 15
     d = DiscretizedLogisticMixture(2, 256, 3)
-    with pytest.raises(ValueError, match="last axis 20"):
+    exactly = lambda message: f"^{re.escape(message)}$"  # the whole one-line message
+    with pytest.raises(
+        ValueError,
+        match=exactly("expected parameters with last axis 20 (= 2 mixtures * (1 + 2*3 + 3)), "
+                      "got shape (4, 21)"),
+    ):  # fmt: skip
         d.log_prob(jnp.zeros((4, 21)), jnp.zeros((4, 3), jnp.int32))
-    with pytest.raises(ValueError, match="num_mixtures"):
+    with pytest.raises(ValueError, match=exactly("num_mixtures must be >= 1, got 0")):
         DiscretizedLogisticMixture(0)
+    # Its repr names it in the errors of the samplers that refuse top_p.
+    name = "DiscretizedLogisticMixture(num_mixtures=2, num_levels=256, channels=3)"
+    assert repr(d) == name
+    noise = d.step_noise(jax.random.key(0), jnp.zeros((1, 20)))
+    with pytest.raises(
+        ValueError,
+        match=exactly(f"top_p is for categorical outputs; {name} takes only temperature"),
+    ):
+        d.draw(jnp.zeros((1, 20)), noise, top_p=0.5)
 
 
 def test_log_prob_refuses_a_wrong_channel_count_or_a_wrong_shape_each_alone():
