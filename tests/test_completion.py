@@ -8,6 +8,7 @@ bad prompts get one-line ValueErrors.
 """
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -364,6 +365,38 @@ def test_prompt_dims_and_completion_grid():
     np.testing.assert_array_equal(tiles[:, 1, :1], x[:, :1])  # prompt: its first row ...
     assert (tiles[:, 1, 1:] == 4).all()  # ... the rest grey
     np.testing.assert_array_equal(tiles[:, 2:], completions)
+
+
+def test_scan_sample_stopped_at_the_prompt_leaves_zeros_after_it():
+    """``num_steps`` stops the sampler; what it did not reach stays 0, the prompt's values
+    after ``prompt_dims`` included (a sampler starting from one more would show it here)."""
+    from jaxar import sampling
+
+    levels, batch, dims = 5, 2, 6
+    step_fn = lambda state, x, i: (jnp.zeros((batch, levels)), state)
+    prompt = jnp.full((batch, dims), 3, jnp.int32)
+    got = sampling.scan_sample(
+        step_fn, (), distributions.Categorical(levels), jax.random.key(0), batch, dims,
+        num_steps=2, prompt=prompt, prompt_dims=2,
+    )[0]  # fmt: skip
+    np.testing.assert_array_equal(got, [[3, 3, 0, 0, 0, 0]] * batch)
+
+
+@pytest.mark.parametrize(
+    "dist, shape, message",
+    [
+        (distributions.Categorical(5), (4,), "event_shape (4,) must hold 6 dimensions, its "
+         "last axis a multiple of the 1 drawn per step"),
+        (distributions.DiscretizedLogisticMixture(2, 256, 3), (3, 2), "event_shape (3, 2) must "
+         "hold 6 dimensions, its last axis a multiple of the 3 drawn per step"),
+    ],
+)  # fmt: skip
+def test_scan_sample_refuses_an_event_shape_of_other_dimensions_or_steps(dist, shape, message):
+    from jaxar import sampling
+
+    step_fn = lambda state, x, i: (None, state)  # never reached
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        sampling.scan_sample(step_fn, (), dist, jax.random.key(0), 2, 6, event_shape=shape)
 
 
 @pytest.mark.parametrize("inverse_cdf", [True, False])
