@@ -10,7 +10,8 @@ records which), stopping at the first failure:
     git clone . /tmp/mut && cd /tmp/mut          # mutants are written into the tree
     pytest -q -n 2 --dist loadfile --cov=jaxar --cov-context=test   # .coverage, 25 min
     python tools/mutants.py --paths jaxar/runner/steps.py,jaxar/objectives.py \\
-        [--sample 100 --seed 0] [--timeout 300] [--skip earlier.jsonl] --out mutants.jsonl
+        [--sample 100 --seed 0 | --ids 5,17] [--timeout 300] [--skip earlier.jsonl]
+        [--confirm tests/test_objectives.py] --out mutants.jsonl
 
 Mutants are enumerated by ``mutmut run --runner true`` (which tests nothing), ``--sample N``
 draws N of them (fixed ``--seed``), each is applied with ``mutmut apply`` and the file is
@@ -18,7 +19,12 @@ restored from git after its run. A line executed only at import (a signature's d
 module constant) takes the tests of the lines after it up to the next covered ones (the
 function body). At most ``--max-tests`` tests run per mutant: those of the module's own test
 file first. Statuses: ``killed`` (a test failed or collection broke), ``survived``,
-``timeout``, ``no tests`` (no test covered the line). One JSON line per mutant goes to
+``timeout``, ``no tests`` (no test covered the line). Coverage under-selects for code that
+runs traced: JAX caches a jitted function's trace, so the lines it traced count as covered by
+the first test that compiled it only, not by the later tests that run the cached program; a
+survivor is then rerun against the whole of the ``--confirm`` test files (status ``killed``,
+``"confirmed_by"`` set, if they fail). ``--ids`` runs those mutants only (say, to recheck
+survivors after adding tests). One JSON line per mutant goes to
 ``--out`` (with its diff) and a count per status and file is printed. The tree must be a
 clean git checkout (the script refuses one with changes to the files it mutates).
 """
@@ -116,18 +122,31 @@ def string_only(diff: str) -> bool:
     return len(old) == len(new) == 1 and "XX" in new[0] and new[0].replace("XX", "") == old[0]
 
 
-def run_one(mid: int, rel: str, tests: list[str], timeout: int) -> tuple[str, float]:
+def _pytest(tests: list[str], timeout: int) -> str:
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    try:
+        rc = subprocess.run(cmd, capture_output=True, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    return {0: "survived", 5: "no tests"}.get(rc, "killed")
+
+
+def run_one(
+    mid: int, rel: str, tests: list[str], timeout: int, confirm: list[str] = ()
+) -> tuple[str, float, bool]:
+    """``(status, seconds, whether the --confirm files killed it)`` of mutant ``mid``."""
     subprocess.run(["mutmut", "apply", str(mid)], check=True, capture_output=True)
     t0 = time.perf_counter()
     try:
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
-        rc = subprocess.run(cmd, capture_output=True, timeout=timeout).returncode
-        status = {0: "survived", 5: "no tests"}.get(rc, "killed")
-    except subprocess.TimeoutExpired:
-        status = "timeout"
+        status = _pytest(tests, timeout)
+        confirmed = status == "survived" and bool(confirm)
+        if confirmed:
+            status = _pytest(list(confirm), timeout)
+            confirmed = status == "killed"
+            status = "survived" if status == "no tests" else status
     finally:
         subprocess.run(["git", "checkout", "--", rel], check=True)
-    return status, time.perf_counter() - t0
+    return status, time.perf_counter() - t0, confirmed
 
 
 def main(argv=None) -> None:
@@ -152,6 +171,12 @@ def main(argv=None) -> None:
         default=[],
         help="a --out file of an earlier run over the same --paths (so the same mutant ids): "
         "its mutants are left out before sampling (repeatable)",
+    )
+    ap.add_argument("--ids", default="", help="comma-separated mutant ids: these only")
+    ap.add_argument(
+        "--confirm",
+        default="",
+        help="comma-separated test files a survivor is rerun against in full (module doc)",
     )
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -179,25 +204,38 @@ def main(argv=None) -> None:
     ids = enumerate_mutants(paths)
     _git_clean(paths)
     ids = [i for i in ids if i not in done]
-    if args.sample:
+    if args.ids:
+        wanted = [int(i) for i in args.ids.split(",") if i]
+        unknown = sorted(set(wanted) - set(ids))
+        if unknown:
+            raise SystemExit(f"--ids: expected mutant ids of {paths}, got unknown {unknown}")
+        ids = wanted
+    elif args.sample:
         ids = sorted(random.Random(args.seed).sample(ids, min(args.sample, len(ids))))
+    confirm = [t for t in args.confirm.split(",") if t]
+    absent = [t for t in confirm if not os.path.isfile(t.split("::")[0])]
+    if absent:
+        raise SystemExit(f"--confirm: expected test files of this tree, got missing {absent}")
     print(f"{len(ids)} mutants of {paths}", flush=True)
     counts = collections.Counter()
     for mid in ids:
         rel, line, diff = show(mid)
         tests = selector.tests(rel, line, args.max_tests, slow, prefer) if rel else []
+        confirmed = False
         if not rel:
             status, secs = "empty record", 0.0
         elif not tests:
             status, secs = "no tests", 0.0
         else:
-            status, secs = run_one(mid, rel, tests, args.timeout)
+            status, secs, confirmed = run_one(mid, rel, tests, args.timeout, confirm)
         counts[status, rel] += 1
         row = {"id": mid, "file": rel, "line": line, "status": status, "seconds": round(secs, 1),
-               "tests": len(tests), "string_only": string_only(diff), "diff": diff}  # fmt: skip
+               "tests": len(tests), "confirmed_by": confirm if confirmed else [],
+               "string_only": string_only(diff), "diff": diff}  # fmt: skip
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
-        print(f"{mid} {rel}:{line} {status} ({secs:.0f} s, {len(tests)} tests)", flush=True)
+        by = " by --confirm" if confirmed else ""
+        print(f"{mid} {rel}:{line} {status}{by} ({secs:.0f} s, {len(tests)} tests)", flush=True)
     for (status, rel), n in sorted(counts.items()):
         print(f"{rel}: {status} {n}")
 
