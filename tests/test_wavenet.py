@@ -96,26 +96,33 @@ def test_model_receptive_field_matches_measured_dependence():
 
 
 # ------------------------------------------------------------------ causal conv
-def test_causal_conv_step_path_equals_full_path():
-    conv = CausalConv1D(5, kernel_size=3, dilation=4)
+@pytest.mark.parametrize("k, d", [(3, 4), (2, 1), (2, 3), (1, 1)])
+def test_causal_conv_step_path_equals_full_path(k, d):
+    """The full path against the taps written out, and the decode path (its own tap lines)
+    against the full one; kernel 2 is the layer's default, 1 a 1x1 convolution without lines."""
+    conv = CausalConv1D(5, kernel_size=k, dilation=d)
     x = jax.random.normal(jax.random.key(0), (2, 30, 3), jnp.float32)
     params = conv.init(jax.random.key(1), x)["params"]
     full = conv.apply({"params": params}, x)
-    # The left padding: the output at t reads x_t, x_{t-4}, x_{t-8} only.
-    k = params["kernel"]
-    want = x @ k[2] + jnp.pad(x, ((0, 0), (4, 0), (0, 0)))[:, :30] @ k[1]
-    want = want + jnp.pad(x, ((0, 0), (8, 0), (0, 0)))[:, :30] @ k[0] + params["bias"]
+    # The left padding: the output at t reads x_t, x_{t-d}, ..., x_{t-(k-1)d} only.
+    kernel, want = params["kernel"], params["bias"]
+    for j in range(k):  # tap j multiplies x_{t-(k-1-j)d}
+        shift = (k - 1 - j) * d
+        want = want + jnp.pad(x, ((0, 0), (shift, 0), (0, 0)))[:, :30] @ kernel[j]
     np.testing.assert_allclose(full, want, rtol=1e-5, atol=1e-5)
 
-    assert conv.cache_length == 8  # dilation * (kernel - 1) past inputs
+    assert conv.cache_length == d * (k - 1)  # past inputs
     for xb in (x, x[:1]):
         _, cache = conv.apply({"params": params}, xb[:, 0], jnp.int32(0), mutable=["cache"])
-        assert cache["cache"]["lines"].shape == (4, len(xb), 2 * 3)  # (d, B, (k - 1) C)
-        cache = jax.tree.map(jnp.zeros_like, cache["cache"])
+        if k == 1:
+            assert not cache.get("cache")
+        else:
+            assert cache["cache"]["lines"].shape == (d, len(xb), (k - 1) * 3)  # (d, B, (k-1) C)
+        cache = jax.tree.map(jnp.zeros_like, cache.get("cache", {}))
 
         def body(cache, t, xb=xb):
             y, v = conv.apply({"params": params, "cache": cache}, xb[:, t], t, mutable=["cache"])
-            return v["cache"], y
+            return v.get("cache", {}), y
 
         _, ys = lax.scan(body, cache, jnp.arange(30))
         np.testing.assert_allclose(jnp.moveaxis(ys, 0, 1), full[: len(xb)], rtol=1e-5, atol=1e-6)
