@@ -134,14 +134,38 @@ def diagonal_lstm_reference(p, x, groups, reverse=False):
     return h
 
 
-@pytest.mark.parametrize("groups", [1, 3])
-def test_row_lstm_scan_equals_unrolled_reference(groups):
-    layer = RowLSTM(hidden=6, kernel=3, color_channels=groups)
+@pytest.mark.parametrize("groups, kernel", [(1, 3), (3, 3), (1, 1), (3, 5)])
+def test_row_lstm_scan_equals_unrolled_reference(groups, kernel):
+    layer = RowLSTM(hidden=6, kernel=kernel, color_channels=groups)
     x = jax.random.normal(jax.random.key(0), (2, 4, 5, 6))
     params = random_params(layer.init, jax.random.key(1), x)["params"]
     got = layer.apply({"params": params}, x)
-    want = row_lstm_reference(params, x, groups, 3)
+    want = row_lstm_reference(params, x, groups, kernel)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", [1, 5])
+def test_row_lstm_decode_path_at_other_widths(kernel):
+    """The cached step reads a window of ``kernel`` states of the row above, centred (the
+    models' other tests use width 3 only)."""
+    model = tiny("row_lstm", (3, 6, 3), kernel=kernel)
+    params = random_params(model.init, jax.random.key(0))
+    x = jax.random.randint(jax.random.key(2), (2, 3, 6, 3), 0, 4)
+    jaxar_testing.assert_teacher_forced_matches_full(model, params, x)
+
+
+@pytest.mark.parametrize(
+    "kind, name, width",
+    [("row_lstm", "kernel", 2), ("row_lstm", "kernel", 0)]  # the Diagonal BiLSTM has none
+    + [(kind, "first_kernel", 4) for kind in KINDS],
+)
+def test_even_or_empty_kernels_are_refused_at_create(kind, name, width):
+    with pytest.raises(ValueError, match=f"^{name} must be odd and positive, got {width}$"):
+        jaxar.create(kind, image_shape=(4, 4, 1), **{name: width})
+    message = f"RowLSTM kernel must be odd and positive, got {width}"
+    if name == "kernel":  # the layer alone refuses it too (JAX adds a note on a new line)
+        with pytest.raises(ValueError, match=f"^{message}(\n|$)"):
+            RowLSTM(hidden=6, kernel=width).init(jax.random.key(0), jnp.zeros((1, 2, 3, 6)))
 
 
 @pytest.mark.parametrize("groups", [1, 3])

@@ -152,6 +152,9 @@ def _build(
         )
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    for name, width in (("first_kernel", first_kernel), ("kernel", kernel)):
+        if width < 1 or width % 2 == 0:  # centred masks: an odd width, the pixel in the middle
+            raise ValueError(f"{name} must be odd and positive, got {width}")
     net = PixelRNNNet(
         kind=kind,
         num_levels=num_levels,
@@ -202,7 +205,8 @@ def row_lstm(
     """A Row LSTM PixelRNN over images of ``image_shape = (H, W, C)``.
 
     ``hidden``: LSTM units per layer (the residual stream has ``2 * hidden`` features);
-    ``kernel``: width of the input-to-state and state-to-state 1-D convolutions;
+    ``kernel``: width of the input-to-state and state-to-state 1-D convolutions and
+    ``first_kernel`` of the first (type A masked) layer's square kernel, both odd;
     ``output_features``: features of the hidden output layer. ``hidden`` and
     ``output_features`` must be multiples of ``C`` (unset: 16 and 32, rounded up to them).
     ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters and LSTM cell states
@@ -228,7 +232,8 @@ def diagonal_bilstm(
     """A Diagonal BiLSTM PixelRNN over images of ``image_shape = (H, W, C)``.
 
     ``hidden``: LSTM units of each direction per layer (the residual stream has
-    ``2 * hidden`` features); ``output_features``: features of the hidden output layer.
+    ``2 * hidden`` features); ``output_features``: features of the hidden output layer;
+    ``first_kernel``: the first (type A masked) layer's square kernel, odd.
     ``hidden`` and ``output_features`` must be multiples of ``C`` (unset: 16 and 32, rounded
     up to them). ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters and LSTM
     cell states stay float32.
