@@ -138,12 +138,11 @@ def run_one(
     subprocess.run(["mutmut", "apply", str(mid)], check=True, capture_output=True)
     t0 = time.perf_counter()
     try:
-        status = _pytest(tests, timeout)
-        confirmed = status == "survived" and bool(confirm)
-        if confirmed:
-            status = _pytest(list(confirm), timeout)
-            confirmed = status == "killed"
-            status = "survived" if status == "no tests" else status
+        status, confirmed = _pytest(tests, timeout), False
+        if status == "survived" and confirm:
+            again = _pytest(list(confirm), timeout)
+            confirmed = again == "killed"
+            status = again if again in ("killed", "timeout") else status
     finally:
         subprocess.run(["git", "checkout", "--", rel], check=True)
     return status, time.perf_counter() - t0, confirmed
@@ -186,6 +185,12 @@ def main(argv=None) -> None:
         raise SystemExit(f"--paths: expected files of this tree, got missing {missing}")
     if not os.path.isfile(args.coverage):
         raise SystemExit(f"--coverage: expected a coverage data file, got {args.coverage!r}")
+    if not re.fullmatch(r"(\d+(,\d+)*)?", args.ids):
+        raise SystemExit(f"--ids: expected comma-separated mutant ids, got {args.ids!r}")
+    confirm = [t for t in args.confirm.split(",") if t]
+    absent = [t for t in confirm if not os.path.isfile(t.split("::")[0])]
+    if absent:
+        raise SystemExit(f"--confirm: expected test files of this tree, got missing {absent}")
     _git_clean(paths)
     os.environ["PYTHONPATH"] = os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")
     selector = Selector(args.coverage)
@@ -205,17 +210,13 @@ def main(argv=None) -> None:
     _git_clean(paths)
     ids = [i for i in ids if i not in done]
     if args.ids:
-        wanted = [int(i) for i in args.ids.split(",") if i]
+        wanted = [int(i) for i in args.ids.split(",")]
         unknown = sorted(set(wanted) - set(ids))
         if unknown:
             raise SystemExit(f"--ids: expected mutant ids of {paths}, got unknown {unknown}")
         ids = wanted
     elif args.sample:
         ids = sorted(random.Random(args.seed).sample(ids, min(args.sample, len(ids))))
-    confirm = [t for t in args.confirm.split(",") if t]
-    absent = [t for t in confirm if not os.path.isfile(t.split("::")[0])]
-    if absent:
-        raise SystemExit(f"--confirm: expected test files of this tree, got missing {absent}")
     print(f"{len(ids)} mutants of {paths}", flush=True)
     counts = collections.Counter()
     for mid in ids:
